@@ -1,0 +1,5 @@
+"""Allow ``python -m micboard_exporter``."""
+
+from micboard_exporter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""The state store: latest snapshot and health per device, events, and the rendered exposition.
+
+Two doors lead in: :meth:`StateStore.record_success` / :meth:`StateStore.record_failure` from the poller,
+and :meth:`StateStore.publish` for snapshots a plugin pushes between polls (they update state and
+``/metrics`` at once but do not count as a poll for liveness). Each change re-renders that device's text
+chunks, so a scrape only joins strings. Mutations happen on the event loop; HTTP threads read through
+:meth:`StateStore.scrape` / :meth:`StateStore.devices`, which copy under a lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from micboard_exporter.config_types import BatteryConfig, DeviceConfig
+from micboard_exporter.events import DeviceEvent, EventKind, diff_snapshots
+from micboard_exporter.exposition import (
+    LAST_SUCCESS_FAMILY,
+    DeviceView,
+    device_label_prefix,
+    render_device,
+    render_families,
+    render_last_success,
+)
+from micboard_exporter.model import DeviceSnapshot
+
+log = logging.getLogger(__name__)
+
+RECENT_EVENTS = 200
+
+EventSink = Callable[[DeviceEvent], None]
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """Everything the store knows about one device."""
+
+    view: DeviceView
+    prefix: str
+    chunks: list[str]
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_error_reason: str | None = None
+    last_poll_wall: float | None = None
+    ever_polled: bool = False
+    events: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A read-only copy of a device's health for the landing page and tests."""
+
+    device_id: str
+    plugin: str
+    host: str
+    up: bool
+    last_success: float | None
+    consecutive_failures: int
+    last_error: str | None
+    snapshot: DeviceSnapshot | None
+
+
+class StateStore:
+    """Latest state per device, with events and pre-rendered exposition chunks."""
+
+    def __init__(self, battery: BatteryConfig | None = None, on_event: EventSink | None = None) -> None:
+        self._battery = battery or BatteryConfig()
+        self._on_event = on_event
+        self._lock = threading.Lock()
+        self._devices: dict[str, DeviceState] = {}
+        self.recent_events: collections.deque[DeviceEvent] = collections.deque(maxlen=RECENT_EVENTS)
+        self.ready = False
+        """True once the first poll cycle has completed."""
+
+    # ------------------------------------------------------------------ configuration
+
+    def set_devices(self, devices: Sequence[DeviceConfig], battery: BatteryConfig | None = None) -> None:
+        """Adopt a (re)loaded device list: keep the state of devices whose config is unchanged or whose
+        only change is labels/channels; drop devices that left; add new ones as not yet polled."""
+        if battery is not None:
+            self._battery = battery
+        new: dict[str, DeviceState] = {}
+        for cfg in devices:
+            old = self._devices.get(cfg.id)
+            if old is not None and old.view.config.plugin == cfg.plugin and old.view.config.host == cfg.host:
+                old.view.config = cfg
+                old.prefix = device_label_prefix(cfg)
+                old.chunks = render_device(old.view, old.prefix)
+                new[cfg.id] = old
+            else:
+                view = DeviceView(config=cfg)
+                prefix = device_label_prefix(cfg)
+                state = DeviceState(view=view, prefix=prefix, chunks=render_device(view, prefix))
+                view.errors = state.errors
+                view.events = state.events
+                new[cfg.id] = state
+        with self._lock:
+            self._devices = new
+
+    # ------------------------------------------------------------------ the two doors
+
+    def record_success(self, device_id: str, snapshot: DeviceSnapshot, wall_time: float | None = None) -> None:
+        """A poll succeeded with ``snapshot``."""
+        state = self._devices.get(device_id)
+        if state is None:
+            return  # the device left the config while its poll was in flight
+        now = time.time() if wall_time is None else wall_time
+        was_up, ever = state.view.up, state.ever_polled
+        state.ever_polled = True
+        state.consecutive_failures = 0
+        state.last_poll_wall = now
+        state.view.last_success = now
+        events: list[DeviceEvent] = []
+        if not was_up:
+            if ever:
+                log.info("device %s is back up", device_id)
+            events.append(DeviceEvent(device_id, EventKind.DEVICE_UP))
+            state.view.up = True
+        self._adopt(state, snapshot, events, now, force=not was_up)
+
+    def record_failure(self, device_id: str, reason: str, message: str, wall_time: float | None = None) -> None:
+        """A poll failed (after retries) with ``reason`` (timeout, unreachable, protocol, auth, internal)."""
+        state = self._devices.get(device_id)
+        if state is None:
+            return
+        now = time.time() if wall_time is None else wall_time
+        state.consecutive_failures += 1
+        state.last_error = message
+        state.last_error_reason = reason
+        state.last_poll_wall = now
+        state.errors[reason] = state.errors.get(reason, 0) + 1
+        events: list[DeviceEvent] = []
+        if state.view.up or not state.ever_polled:
+            if state.view.up:
+                log.info("device %s is down: %s", device_id, message)
+                events.append(DeviceEvent(device_id, EventKind.DEVICE_DOWN, detail=message))
+            else:
+                log.info("device %s is not reachable yet: %s", device_id, message)
+            state.view.up = False
+        state.ever_polled = True
+        self._emit(state, events, now)
+        self._render(state)
+
+    def publish(self, device_id: str, snapshot: DeviceSnapshot) -> None:
+        """A plugin pushed a fresh snapshot between polls: show it now; liveness is still the poll's job."""
+        state = self._devices.get(device_id)
+        if state is None:
+            return
+        self._adopt(state, snapshot, [], time.time(), force=False)
+
+    # ------------------------------------------------------------------ internals
+
+    def _adopt(
+        self, state: DeviceState, snapshot: DeviceSnapshot, events: list[DeviceEvent], now: float, *, force: bool
+    ) -> None:
+        previous = state.view.snapshot
+        unchanged = previous is not None and previous == snapshot
+        if not unchanged:
+            events.extend(diff_snapshots(previous, snapshot, self._battery))
+            state.view.snapshot = snapshot
+        self._emit(state, events, now)
+        if unchanged and not force and not events:
+            # Only freshness moved: patch that one chunk instead of re-rendering the device.
+            chunks = list(state.chunks)
+            chunks[LAST_SUCCESS_FAMILY] = render_last_success(state.prefix, state.view.last_success)
+            with self._lock:
+                state.chunks = chunks
+            return
+        self._render(state)
+
+    def _render(self, state: DeviceState) -> None:
+        chunks = render_device(state.view, state.prefix)
+        with self._lock:
+            state.chunks = chunks
+
+    def _emit(self, state: DeviceState, events: list[DeviceEvent], now: float) -> None:
+        for event in events:
+            stamped = DeviceEvent(
+                event.device_id, event.kind, event.channel, event.channel_name, event.detail, event.count, now
+            )
+            state.events[event.kind.value] = state.events.get(event.kind.value, 0) + event.count
+            self.recent_events.append(stamped)
+            if self._on_event is not None:
+                self._on_event(stamped)
+
+    # ------------------------------------------------------------------ readers (any thread)
+
+    def scrape(self) -> str:
+        """The device part of ``/metrics``."""
+        with self._lock:
+            blocks = [state.chunks for state in self._devices.values()]
+        return render_families(blocks)
+
+    def devices(self) -> list[DeviceStatus]:
+        """Health of every configured device, in config order."""
+        with self._lock:
+            states = list(self._devices.values())
+        return [
+            DeviceStatus(
+                device_id=s.view.config.id,
+                plugin=s.view.config.plugin,
+                host=s.view.config.address,
+                up=s.view.up,
+                last_success=s.view.last_success,
+                consecutive_failures=s.consecutive_failures,
+                last_error=s.last_error,
+                snapshot=s.view.snapshot,
+            )
+            for s in states
+        ]
+
+    def status(self, device_id: str) -> DeviceStatus | None:
+        """Health of one device."""
+        return next((d for d in self.devices() if d.device_id == device_id), None)

@@ -303,7 +303,9 @@ def _semantic_errors(source: str, doc: Mapping[str, Any], registry: PluginRegist
     for name in (doc.get("defaults") or {}):
         if name not in registry.entries:
             available = ", ".join(registry.available()) or "none"
-            errors.append(ConfigError(source, f"defaults.{name}", f"unknown plugin {name!r}; available plugins: {available}"))
+            errors.append(
+                ConfigError(source, f"defaults.{name}", f"unknown plugin {name!r}; available plugins: {available}")
+            )
     probe = doc.get("probe") or {}
     for i, target in enumerate(probe.get("allowed_targets") or []):
         if isinstance(target, str) and (problem := _validate_target(target)):

@@ -128,7 +128,8 @@ def render_device(view: DeviceView, prefix: str | None = None) -> list[str]:
         labels = ",".join(f'{k}="{escape_label_value(v or "")}"' for k, v in info)
         chunks[_INFO].append(f"micboard_device_info{{{prefix},{labels}}} 1\n")
     for reason in POLL_ERROR_REASONS:
-        chunks[_ERRORS].append(f'micboard_poll_errors_total{{{prefix},reason="{reason}"}} {view.errors.get(reason, 0)}\n')
+        count = view.errors.get(reason, 0)
+        chunks[_ERRORS].append(f'micboard_poll_errors_total{{{prefix},reason="{reason}"}} {count}\n')
     for event, count in sorted(view.events.items()):
         chunks[_EVENTS].append(f'micboard_events_total{{{prefix},event="{event}"}} {count}\n')
     if view.up and snap is not None:

@@ -45,7 +45,7 @@ class BackgroundTask:
             await self._fn()
         except asyncio.CancelledError:
             raise
-        except Exception:  # a crashed background loop must be visible, never silent
+        except Exception:  # noqa: BLE001 - a crashed background loop must be logged, never silent
             _log.exception("background task %s crashed", self.name)
 
     async def stop(self) -> None:

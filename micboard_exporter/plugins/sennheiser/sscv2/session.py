@@ -244,7 +244,8 @@ class SSCv2Session:
         # A 400 names one path the device refuses (e.g. a transmitter resource with no transmitter):
         # drop it and try again, at most once per path.
         for _ in range(len(paths) + 1):
-            status, body = await self.request("PUT", f"{codec.SUBSCRIPTIONS_PATH}/{uuid}", codec.encode_path_list(paths))
+            path = f"{codec.SUBSCRIPTIONS_PATH}/{uuid}"
+            status, body = await self.request("PUT", path, codec.encode_path_list(paths))
             if status < 300:
                 # Refused paths are tried again when the wanted list next changes.
                 self._subscribed_paths = list(self._paths)

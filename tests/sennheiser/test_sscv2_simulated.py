@@ -1,0 +1,290 @@
+"""SSCv2 plugin against the simulated EW-DX and Spectera over real HTTPS on loopback."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+import pytest
+from sennheiser_helpers import PASSWORD, Recorder, device, eventually, other_tasks, running
+
+from micboard_exporter.errors import AuthError, DeviceTimeout, DeviceUnreachable, ProtocolError
+from micboard_exporter.model import DeviceSnapshot
+from micboard_exporter.plugins.sennheiser.sscv2 import SSCv2Plugin
+from micboard_exporter.simulators.sennheiser_sscv2 import SennheiserEwdxSimulator, SennheiserSpecteraSimulator
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"verify_tls": False, "timeout": 2.0, "reconnect_min": 0.05, "reconnect_max": 0.2}
+
+
+def ewdx(**kwargs: object) -> SennheiserEwdxSimulator:
+    return SennheiserEwdxSimulator(host="127.0.0.1", port=0, seed=3, **kwargs)  # type: ignore[arg-type]
+
+
+def sse_tasks() -> list[str]:
+    return [t.get_name() for t in other_tasks() if t.get_name().startswith("sscv2-")]
+
+
+async def test_poll_reports_identity_channels_and_transmitters() -> None:
+    sim = ewdx(model="EWDX4CHDS")
+    sim.channels[1].transmitter_on = False
+    async with running(sim):
+        plugin = SSCv2Plugin()
+        try:
+            snap = await plugin.poll(device(sim, options={**FAST, "subscribe": False}))
+        finally:
+            await plugin.aclose()
+    assert (snap.manufacturer, snap.model, snap.serial, snap.firmware) == (
+        "Sennheiser", "EWDX4CHDS", "1023456789", "3.0.3")
+    assert [c.number for c in snap.channels] == [1, 2, 3, 4]
+    one, two = snap.channels[0], snap.channels[1]
+    phys = sim.channels[0]
+    assert one.name == phys.name.upper()[:8]
+    assert one.frequency_hertz == round(phys.frequency_hz / 1000) * 1000
+    assert one.rf_dbm["combined"] == pytest.approx(max(phys.received_dbm()), abs=0.06)
+    assert one.link_quality_ratio == pytest.approx(round(phys.link_quality_ratio() * 100) / 100)
+    active = phys.active_antenna()
+    assert one.antenna_active == {"a": active == 0, "b": active == 1}
+    assert one.audio_level_dbfs == pytest.approx(phys.audio_rms_dbfs, abs=0.06)
+    assert one.transmitter is not None
+    assert one.transmitter.battery_charge_ratio == pytest.approx(round(phys.battery_ratio * 100) / 100)
+    assert one.transmitter.battery_runtime_seconds == round(phys.runtime_s / 60) * 60
+    assert one.transmitter.battery_type == "LION"
+    assert one.transmitter.model == "EW_DX_SKM"
+    # TX off: HTTP 422 on the transmitter resources and NoLink -> no transmitter, never a zero battery.
+    assert two.transmitter is None
+    assert two.transmitter_known
+
+
+async def test_certificate_is_verified_by_default_and_ca_file_pins_it(tmp_path: anyio.Path) -> None:
+    sim = ewdx(model="EWDX2CHS")
+    async with running(sim):
+        plugin = SSCv2Plugin()
+        try:
+            with pytest.raises(ProtocolError, match="certificate"):
+                await plugin.poll(device(sim, options={"subscribe": False}))
+            pinned = device(sim, options={"subscribe": False, "ca_file": str(sim.write_ca(tmp_path))})
+            snap = await plugin.poll(pinned)
+        finally:
+            await plugin.aclose()
+    assert snap.model == "EWDX2CHS"
+    assert len(snap.channels) == 2
+
+
+async def test_wrong_password_is_an_auth_error_that_names_the_setting_and_never_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sim = ewdx(model="EWDX2CHS")
+    wrong = "Wrong-Passw0rd!"
+    caplog.set_level(logging.DEBUG)
+    async with running(sim):
+        plugin = SSCv2Plugin()
+        try:
+            with pytest.raises(AuthError) as info:
+                await plugin.poll(device(sim, password=wrong, options={**FAST, "subscribe": False}))
+        finally:
+            await plugin.aclose()
+    assert "3rd party media control access" in str(info.value)
+    assert "dev1" in caplog.text
+    assert "3rd party media control access" in caplog.text
+    assert wrong not in caplog.text
+    assert wrong not in str(info.value)
+    assert PASSWORD not in caplog.text
+
+
+async def test_sse_pushes_changes_at_once_and_counts_dropouts_and_clips() -> None:
+    sim = ewdx(model="EWDX2CHS")
+    published = Recorder()
+    async with running(sim):
+        plugin = SSCv2Plugin(published)
+        try:
+            cfg = device(sim, options=FAST)
+            await plugin.poll(cfg)
+            await eventually(lambda: len(sim.active_sessions) == 1 and bool(sim._subs[sim.active_sessions[0]].paths))
+            # A full GET pass right after the subscription became live (no initial values are promised).
+            await plugin.poll(cfg)
+
+            sim.channels[0].rf_dbm = [-50.0, -80.0]
+            sim.changed()
+            snap = await published.wait_for(lambda s: s.channels[0].rf_dbm.get("combined") == -50.0)
+            assert snap.channels[0].antenna_active == {"a": True, "b": False}
+
+            sim.channels[0].clip()
+            sim.changed()
+            sim.changed()  # the clip is over: warnings clear again
+            await published.wait_for(lambda s: s.channels[0].audio_clips == 1)
+
+            sim.channels[0].fade_depth_db = 80.0  # link lost while the pack is on
+            sim.changed()
+            lost = await published.wait_for(lambda s: s.channels[0].transmitter is None)
+            assert lost.channels[0].rf_dropouts == 1
+            sim.channels[0].fade_depth_db = 0.0
+            sim.changed()
+            # The transmitter resources come back through the next poll (a 422 resource may never notify).
+            back = await plugin.poll(cfg)
+            assert back.channels[0].transmitter is not None
+            assert back.channels[0].rf_dropouts == 1
+            assert back.channels[0].audio_clips == 1
+        finally:
+            await plugin.aclose()
+        assert sim.active_sessions == []
+        assert len(sim.sessions_deleted) == 1
+    assert sse_tasks() == []
+
+
+@pytest.mark.parametrize("options", [{"sse_space": True}, {"sse_split_data": True}, {}])
+async def test_both_data_forms_and_multi_line_data_are_understood(options: dict[str, bool]) -> None:
+    sim = ewdx(model="EWDX2CHS", options=options)
+    published = Recorder()
+    async with running(sim):
+        plugin = SSCv2Plugin(published)
+        try:
+            cfg = device(sim, options=FAST)
+            await plugin.poll(cfg)
+            await eventually(lambda: any(s.paths for s in sim._subs.values()))
+            sim.channels[1].audio_rms_dbfs = -33.3
+            sim.changed()
+            await published.wait_for(lambda s: s.channels[1].audio_level_dbfs == -33.3)
+        finally:
+            await plugin.aclose()
+
+
+async def test_one_session_is_reused_across_polls_and_replaced_after_a_drop() -> None:
+    sim = ewdx(model="EWDX2CHS")
+    published = Recorder()
+    async with running(sim):
+        plugin = SSCv2Plugin(published)
+        try:
+            cfg = device(sim, options=FAST)
+            await plugin.poll(cfg)
+            await eventually(lambda: any(s.paths for s in sim._subs.values()))
+            for _ in range(5):
+                await plugin.poll(cfg)
+            assert sim.streams_opened == 1
+            assert len(sim.active_sessions) == 1
+            first = sim.active_sessions[0]
+            # A live poll reads the session, not every resource.
+            assert ("GET", f"/api/ssc/state/subscriptions/{first}") in sim.requests
+
+            sim.drop_streams()
+            await eventually(lambda: sim.streams_opened == 2 and any(s.paths for s in sim._subs.values()))
+            assert first in sim.sessions_deleted  # the stale session is given back
+            assert len(sim.active_sessions) == 1
+            sim.channels[0].audio_rms_dbfs = -21.5
+            sim.changed()
+            await published.wait_for(lambda s: s.channels[0].audio_level_dbfs == -21.5)
+        finally:
+            await plugin.aclose()
+        assert sim.active_sessions == []
+
+
+async def test_plain_gets_work_when_subscribing_fails() -> None:
+    sim = ewdx(model="EWDX2CHS")
+    async with running(sim):
+        plugin = SSCv2Plugin()
+        try:
+            cfg = device(sim, options=FAST)
+            sim.channels[0].audio_rms_dbfs = -30.0
+            sim.faults.refuse = False
+            snap = await plugin.poll(cfg)
+            sim.channels[0].audio_rms_dbfs = -40.0
+            # Make every event stream die at once: the plugin keeps answering polls with GETs.
+            sim.drop_streams()
+            snap = await plugin.poll(cfg)
+            for _ in range(3):
+                sim.drop_streams()
+                await anyio.sleep(0.02)
+                snap = await plugin.poll(cfg)
+            assert snap.channels[0].audio_level_dbfs == -40.0
+        finally:
+            await plugin.aclose()
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [("stall", DeviceTimeout), ("refuse", DeviceUnreachable), ("close_mid_frame", DeviceUnreachable),
+     # Bytes that never form an HTTP head: the client waits for the end of the head until the deadline.
+     ("garbage", (DeviceTimeout, DeviceUnreachable))],
+)
+async def test_faults_map_to_typed_errors_and_the_device_recovers(
+    fault: str, error: type[Exception] | tuple[type[Exception], ...]
+) -> None:
+    sim = ewdx(model="EWDX2CHS")
+    async with running(sim):
+        plugin = SSCv2Plugin()
+        try:
+            cfg = device(sim, options={**FAST, "timeout": 0.5, "subscribe": False})
+            await plugin.poll(cfg)
+            setattr(sim.faults, fault, True)
+            with pytest.raises(error):
+                await plugin.poll(cfg)
+            setattr(sim.faults, fault, False)
+            snap = await plugin.poll(cfg)
+            assert len(snap.channels) == 2
+        finally:
+            await plugin.aclose()
+
+
+async def test_split_bytes_replies_are_reassembled() -> None:
+    sim = ewdx(model="EWDX2CHS")
+    sim.faults.split_bytes = True
+    async with running(sim):
+        plugin = SSCv2Plugin()
+        try:
+            snap = await plugin.poll(device(sim, options={**FAST, "subscribe": False}))
+        finally:
+            await plugin.aclose()
+    assert snap.model == "EWDX2CHS"
+
+
+async def test_spectera_base_station_maps_paired_mobile_devices() -> None:
+    sim = SennheiserSpecteraSimulator(host="127.0.0.1", port=0, seed=5)
+    sim.channels[2].transmitter_on = False
+    sim.syncing.add(3)
+    published = Recorder()
+    async with running(sim):
+        plugin = SSCv2Plugin(published)
+        try:
+            cfg = device(sim, options={**FAST, "username": "controlSennheiser"})
+            snap = await plugin.poll(cfg)
+            assert snap.model == "SPECTERA_BASE"
+            assert len(snap.channels) == 6
+            first = snap.channels[0]
+            phys = sim.channels[0]
+            assert first.name == phys.name
+            assert first.frequency_hertz == round(phys.frequency_hz / 1000) * 1000
+            assert first.transmitter is not None
+            assert first.transmitter.model == "SKM"
+            assert first.transmitter.battery_charge_ratio == pytest.approx(round(phys.battery_ratio * 100) / 100)
+            assert first.link_quality_ratio == round(phys.link_quality_ratio() * 4) / 4
+            assert snap.channels[2].transmitter is None  # off: fill level -1 is unknown, not 0 %
+            assert snap.channels[3].transmitter_known is False  # still syncing
+
+            await eventually(lambda: any(s.paths for s in sim._subs.values()))
+            await plugin.poll(cfg)
+            sim.unpair(5)
+            gone = await published.wait_for(lambda s: len(s.channels) == 5)
+            assert [c.name for c in gone.channels] == [c.name for c in sim.channels[:5]]
+        finally:
+            await plugin.aclose()
+
+
+async def test_config_change_replaces_the_session_and_forget_closes_it() -> None:
+    sim = ewdx(model="EWDX2CHS")
+    async with running(sim):
+        plugin = SSCv2Plugin()
+        try:
+            await plugin.poll(device(sim, options=FAST))
+            await eventually(lambda: len(sim.active_sessions) == 1)
+            await plugin.poll(device(sim, options={**FAST, "full_refresh_polls": 3}))
+            await eventually(lambda: len(sim.sessions_deleted) == 1 and len(sim.active_sessions) == 1)
+            await plugin.forget("dev1")
+            assert sim.active_sessions == []
+            assert sse_tasks() == []
+        finally:
+            await plugin.aclose()
+
+
+def _names(snap: DeviceSnapshot) -> list[str | None]:
+    return [c.name for c in snap.channels]

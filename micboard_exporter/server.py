@@ -109,7 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._text(HTTPStatus.NOT_FOUND, f"404 page not found: {url.path}")
             return
         if self.command not in allowed:
-            self._text(HTTPStatus.METHOD_NOT_ALLOWED, f"method {self.command} not allowed; use {', '.join(allowed)}")
+            self._send(HTTPStatus.METHOD_NOT_ALLOWED,
+                       f"method {self.command} not allowed; use {', '.join(allowed)}\n".encode(),
+                       headers={"Allow": ", ".join(allowed)})
             return
         query = parse_qs(url.query, keep_blank_values=True)
         try:

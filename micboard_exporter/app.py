@@ -176,11 +176,11 @@ class Exporter:
         """Serve until cancelled or told to stop by a signal; then close every plugin."""
         if self.config is None:
             await self.apply(self.load())
-        server: HttpServer | None = None
+        # Bind before anything starts, so a taken port is a plain OSError for the caller to report.
+        server = self.http = HttpServer(self, self.listen)
         try:
             async with anyio.from_thread.BlockingPortal() as portal:
                 self.portal = portal
-                server = self.http = HttpServer(self, self.listen)
                 server.start()
                 log.info(
                     "micboard-exporter %s serving on %s with %d devices (shard %d of %d)",
@@ -194,9 +194,8 @@ class Exporter:
                     task_status.started()
                 await portal.stop(cancel_remaining=True)
         finally:
-            if server is not None:
-                await anyio.to_thread.run_sync(server.stop)
-                self.http = None
+            await anyio.to_thread.run_sync(server.stop)
+            self.http = None
             await self.close_plugins()
             self.portal = None
 

@@ -220,7 +220,9 @@ class HttpServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._server.shutdown()
+        """Stop serving (if it started) and close the socket."""
+        if self._thread.is_alive():
+            # shutdown() waits for serve_forever to return, so only call it when it is running.
+            self._server.shutdown()
+            self._thread.join(timeout=5.0)
         self._server.server_close()
-        self._thread.join(timeout=5.0)

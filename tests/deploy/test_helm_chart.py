@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import textwrap
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -483,6 +484,45 @@ def test_dashboards_follow_the_sidecar_settings(helm: Helm, chart_with_fixtures:
     assert configmap["metadata"]["labels"]["my_dashboards"] == "yes"
     assert configmap["metadata"]["namespace"] == "monitoring"
     assert "annotations" not in configmap["metadata"]
+
+
+# --- the values shown in docs/deploy.md ---------------------------------------------------------------
+
+
+def _doc_values() -> dict[str, str]:
+    """``<!-- chart-values: NAME -->`` followed by a yaml fence in docs/deploy.md, by name."""
+    text = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"<!-- chart-values: ([\w-]+) -->\s*\n *```yaml\n(.*?)\n *```", text, re.DOTALL)
+    return {name: textwrap.dedent(body) for name, body in blocks}
+
+
+def test_docs_show_the_documented_scenarios() -> None:
+    assert {"kube-prometheus-stack", "host-network", "sharding", "network-policy"} <= set(_doc_values())
+
+
+@pytest.mark.parametrize("name", sorted(_doc_values()))
+def test_docs_values_render_and_validate(helm: Helm, chart_with_fixtures: Path, tmp_path: Path, name: str) -> None:
+    values = tmp_path / f"{name}.yaml"
+    values.write_text(_doc_values()[name])
+    rendered = helm.render([values], chart=chart_with_fixtures)
+    lint = helm.run("lint", "--strict", str(chart_with_fixtures), "--values", str(values))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    native = [d for d in rendered.docs if not d["apiVersion"].startswith("monitoring.coreos.com/")]
+    for i, doc in enumerate(native):
+        (tmp_path / f"{i:02d}.yaml").write_text(yaml.safe_dump(doc))
+    proc = subprocess.run(
+        [find_tool("kubernetes-validate"), "--strict", "--kubernetes-version", KUBERNETES_VERSIONS[-1],
+         *sorted(str(p) for p in tmp_path.glob("[0-9][0-9].yaml"))],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if name == "kube-prometheus-stack":
+        # What the page promises: Prometheus and Grafana of a release "kps" pick all three up.
+        assert rendered.one("ServiceMonitor")["metadata"]["labels"]["release"] == "kps"
+        assert rendered.one("PrometheusRule")["metadata"]["labels"]["release"] == "kps"
+        assert [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+        env = _env(rendered.container())
+        assert {"EWDX_FOH_PASSWORD", "EWDX_MON_PASSWORD"} <= set(env)
 
 
 # --- values schema -----------------------------------------------------------------------------------

@@ -244,13 +244,6 @@ def _resolve_secrets(
     secrets: dict[str, Secret] = {}
     errors: list[ConfigError] = []
     for key, value in options.items():
-        if key in SECRET_NAMES:
-            errors.append(ConfigError(
-                source, f"{path}.{key}",
-                f"secrets are not written in the config; use {key}_env (an environment variable name) "
-                f"or {key}_file (a file path) instead",
-            ))
-            continue
         match = _SECRET_REF.match(key)
         if not match or match.group("base") not in SECRET_NAMES:
             continue
@@ -287,6 +280,31 @@ def _resolve_secrets(
     return secrets, errors
 
 
+def _inline_secret_errors(source: str, path: str, options: Any) -> list[ConfigError]:
+    if not isinstance(options, dict):
+        return []
+    return [
+        ConfigError(
+            source, f"{path}.{key}",
+            f"secrets are not written in the config; use {key}_env (an environment variable name) "
+            f"or {key}_file (a file path) instead",
+        )
+        for key in options
+        if key in SECRET_NAMES
+    ]
+
+
+def merge_options(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Plugin defaults under device options; a device's ``x_env``/``x_file`` replaces both defaults for ``x``."""
+    overridden = {m.group("base") for key in options if (m := _SECRET_REF.match(key))}
+    merged = {
+        k: v for k, v in defaults.items()
+        if not ((m := _SECRET_REF.match(k)) and m.group("base") in overridden)
+    }
+    merged.update(options)
+    return merged
+
+
 def _duration(value: Any, default: float) -> float:
     return parse_duration(value) if isinstance(value, str) else default
 
@@ -306,7 +324,8 @@ def _semantic_errors(source: str, doc: Mapping[str, Any], registry: PluginRegist
             zero = False  # already reported by the schema check
         if zero:
             errors.append(ConfigError(source, f"poll.{key}", "must be greater than zero"))
-    for name in (doc.get("defaults") or {}):
+    for name, opts in (doc.get("defaults") or {}).items():
+        errors.extend(_inline_secret_errors(source, f"defaults.{name}", opts))
         if name not in registry.entries:
             available = ", ".join(registry.available()) or "none"
             errors.append(
@@ -338,6 +357,7 @@ def _semantic_errors(source: str, doc: Mapping[str, Any], registry: PluginRegist
             elif not entry.loaded:
                 errors.append(ConfigError(source, f"devices[{i}].plugin",
                                           f"plugin {plugin!r} failed to load: {entry.error}"))
+        errors.extend(_inline_secret_errors(source, f"devices[{i}].options", dev.get("options")))
         host = dev.get("host")
         if isinstance(host, str) and (problem := _validate_host(host)):
             errors.append(ConfigError(source, f"devices[{i}].host", problem))
@@ -421,7 +441,7 @@ def parse_config(
     }
     devices: list[DeviceConfig] = []
     for i, dev in enumerate(doc.get("devices") or []):
-        options = {**plugin_defaults.get(dev["plugin"], {}), **(dev.get("options") or {})}
+        options = merge_options(plugin_defaults.get(dev["plugin"], {}), dev.get("options") or {})
         secrets, secret_errors = _resolve_secrets(
             source, f"devices[{i}].options", options, env, base_dir or Path(source).parent
         )

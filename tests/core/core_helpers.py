@@ -86,10 +86,10 @@ class SecretivePlugin(Plugin):
     seen: ClassVar[list[str]] = []
 
     async def poll(self, device: DeviceConfig) -> DeviceSnapshot:
-        """Fail with an auth error unless the password is 'right'."""
+        """Fail with an auth error unless the password is c0rrect-horse."""
         secret = device.secret("password")
         SecretivePlugin.seen.append(repr(secret))
-        if secret is None or secret.reveal() != "right":
+        if secret is None or secret.reveal() != "c0rrect-horse":
             raise AuthError(f"{device.address}: password rejected (credential {secret})")
         return snapshot(device.id)
 

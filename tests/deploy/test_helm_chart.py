@@ -88,7 +88,7 @@ def test_app_version_is_the_package_version() -> None:
 
 
 def test_every_scenario_named_in_the_issue_is_covered() -> None:
-    assert {"servicemonitor.yaml", "sharding-3.yaml", "existing-secret.yaml", "network-policy.yaml"} <= set(
+    assert {"servicemonitor-rules.yaml", "sharding-3.yaml", "existing-secret.yaml", "network-policy.yaml"} <= set(
         SCENARIOS
     )
 
@@ -114,7 +114,8 @@ def rendered_manifests(helm: Helm, chart_with_fixtures: Path, tmp_path_factory: 
     renders |= {name: helm.render([values_file(name)]) for name in SCENARIOS}
     # Everything optional on at once, with the mechanism fixtures standing in for generated rules/dashboards.
     renders["all-features"] = helm.render(
-        [values_file("existing-secret.yaml"), values_file("network-policy.yaml"), values_file("servicemonitor.yaml")],
+        [values_file("existing-secret.yaml"), values_file("network-policy.yaml"),
+         values_file("servicemonitor-rules.yaml")],
         sets=["prometheusRule.enabled=true", "dashboards.enabled=true", "sharding.replicas=2"],
         chart=chart_with_fixtures,
     )
@@ -399,7 +400,7 @@ def test_network_policy_without_device_networks_is_refused(helm: Helm) -> None:
 
 
 def test_servicemonitor_scrapes_the_service(helm: Helm) -> None:
-    rendered = helm.render([values_file("servicemonitor.yaml")])
+    rendered = helm.render([values_file("servicemonitor-rules.yaml")])
     monitor = rendered.one("ServiceMonitor")
     service = rendered.one("Service", FULLNAME)
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
@@ -434,6 +435,16 @@ def test_prometheusrule_carries_the_rules_file_verbatim(helm: Helm, chart_with_f
     # Prometheus' own templates reach Prometheus untouched: helm did not evaluate them.
     assert "{{ $labels.device }}" in rendered.text
     assert "4 rules found" in _promtool_check(rule["spec"]["groups"], tmp_path)
+
+
+def test_prometheusrule_from_the_generated_rules_passes_promtool(helm: Helm, tmp_path: Path) -> None:
+    rendered = helm.render([values_file("servicemonitor-rules.yaml")])
+    rule = rendered.one("PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    generated = yaml.safe_load((REPO_ROOT / "alerts" / "micboard.rules.yml").read_text())
+    assert rule["spec"]["groups"] == generated["groups"]
+    count = sum(len(g["rules"]) for g in generated["groups"])
+    assert f"SUCCESS: {count} rules found" in _promtool_check(rule["spec"]["groups"], tmp_path)
 
 
 def test_prometheusrule_drops_disabled_alerts_and_emptied_groups(

@@ -259,6 +259,29 @@ def test_helm_test_pod_checks_readiness_through_the_service(defaults: Rendered) 
     assert "urlopen(url" in script
 
 
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        (None, ["a Deployment", "svc/mics-micboard-exporter 9798", "`config.devices` is empty", "No ServiceMonitor"]),
+        ("sharding-3.yaml", ["a StatefulSet of 3 shards", "pod/mics-micboard-exporter-0 9798", "to -2"]),
+        ("servicemonitor-rules.yaml",
+         ['ServiceMonitor: created with labels {"release":"kps"}', "PrometheusRule: created"]),
+        ("host-network.yaml", ["hostNetwork is on"]),
+    ],
+)
+def test_install_notes_render(helm: Helm, scenario: str | None, expected: list[str]) -> None:
+    # NOTES.txt is rendered only at install time, so a mistake in it would show up first on a user's cluster.
+    args = ["install", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE, "--dry-run=client"]
+    if scenario:
+        args += ["--values", str(values_file(scenario))]
+    result = helm.run(*args)
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("\nNOTES:\n", 1)[1]
+    for text in expected:
+        assert text in notes, notes
+    assert "<no value>" not in notes
+
+
 def test_host_network_switches_dns_and_update_strategy(helm: Helm) -> None:
     rendered = helm.render([values_file("host-network.yaml")])
     pod = _pod_spec(rendered)

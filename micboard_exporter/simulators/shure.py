@@ -386,6 +386,11 @@ class ShureSimulator(SimulatedDevice, abc.ABC):
 
     # ----- helpers shared by renderers ------------------------------------------------------------------
 
+    @property
+    def open_connections(self) -> int:
+        """TCP connections currently open (UDP: controllers heard from since start)."""
+        return len(self._clients)
+
     def received_commands(self, connection: int | None = None) -> list[str]:
         """Command texts received (on one connection, or all), in order."""
         return [text for number, text in self.received if connection is None or number == connection]

@@ -79,7 +79,8 @@ def test_blank_padded_string_is_unknown() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"\x00\xff\xfe garbage", "unexpected byte 0xff"),
+        (b"\x00\xff\xfe garbage", "unexpected byte 0x00 outside a frame at offset 0"),
+        (b"\r\n\xff", "unexpected byte 0xff outside a frame at offset 2"),
         (b"REP 1 BATT_BARS 004 >", "unexpected byte 0x52"),
         (b"< REP 1 CHAN_NAME {\xe9} >", "non-ASCII byte 0xe9"),
         (b"< REP 1 CHAN_NAME \x07 >", "control byte 0x07"),

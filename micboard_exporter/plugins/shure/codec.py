@@ -90,7 +90,7 @@ class FramingError(ValueError):
     """The byte stream is not Shure command-string framing (garbage, oversized or unterminated frame)."""
 
 
-_WHITESPACE: Final = frozenset(b" \t\r\n\x00")
+_WHITESPACE: Final = frozenset(b" \t\r\n")
 
 
 class FrameReader:

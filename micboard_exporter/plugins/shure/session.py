@@ -274,12 +274,18 @@ class ShureSession:
         if self._closing:
             raise DeviceUnreachable(f"{self.settings.address}: session closed")
         self._start()
-        if self._status == "failed":
-            self._retry_now()
-        # Connect + detect + seed each have one reply deadline; the last one covers the seed marker.
-        budget = self.settings.reply_timeout * 4
+        # Connect, detect, seed and its two markers each have one reply deadline.
+        budget = self.settings.reply_timeout * 5
+        kicked = False
         with anyio.move_on_after(budget):
-            while self._status in ("idle", "connecting"):
+            while True:
+                if self._status == "failed" and not kicked:
+                    # Judge the device now, not by an old failure: one immediate attempt, skipping backoff
+                    # (the poller's own retries and breaker pace the polls).
+                    kicked = True
+                    self._retry_now()
+                if self._status in ("ready", "failed", "closed"):
+                    break
                 await self._status_event.wait()
         if self._status == "failed" and self._error is not None:
             raise _fresh(self._error)
@@ -302,7 +308,7 @@ class ShureSession:
         task, self._task = self._task, None
         if task is not None and not task.done():
             # A clean close needs one send (METER_RATE 0); give it a little more than that budget.
-            with anyio.move_on_after(_STOP_METER_BUDGET_S + self.settings.reply_timeout * 4 + 1.0):
+            with anyio.move_on_after(_STOP_METER_BUDGET_S + self.settings.reply_timeout * 5 + 1.0):
                 await asyncio.shield(task)
             if not task.done():
                 task.cancel()
@@ -553,6 +559,8 @@ class ShureSession:
             self._conn_error = exc
         if self._conn_scope is not None:
             self._conn_scope.cancel()
+        if self._status == "ready":
+            self._set_status("connecting")  # no poll may use this connection any more
 
     async def _close_link(self, link: _Link) -> None:
         self._link = None

@@ -1,0 +1,173 @@
+"""Faulty receivers: each failure surfaces as the right PollError, and the session recovers on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import pytest
+from shure_helpers import Recorder, device, options, plugin_session, running
+
+from micboard_exporter.errors import DeviceTimeout, DeviceUnreachable, PollError, ProtocolError
+from micboard_exporter.plugins.shure import ShurePlugin
+from micboard_exporter.simulators.shure import (
+    ShureAxtdSimulator,
+    ShureSimulator,
+    ShureUhfrSimulator,
+    ShureUlxdSimulator,
+)
+
+
+async def _poll_until_ok(
+    plugin: ShurePlugin, dev_options: Mapping[str, Any], sim: ShureSimulator, attempts: int = 5
+) -> None:
+    """Recovery is allowed a few polls (one may still see the old failure), never more."""
+    for _ in range(attempts):
+        try:
+            await plugin.poll(device(sim, **dev_options))
+        except PollError:
+            await anyio.sleep(0.05)
+        else:
+            return
+    raise AssertionError("the session did not recover")
+
+
+@pytest.mark.anyio
+async def test_stalled_receiver_times_out_then_recovers() -> None:
+    sim = ShureUlxdSimulator(seed=1)
+    opts = options(meter_rate="0")
+    async with running(sim), plugin_session() as plugin:
+        await plugin.poll(device(sim, **opts))
+        sim.faults.stall = True
+        with pytest.raises(DeviceTimeout, match=rf"127\.0\.0\.1:{sim.port}: poll heartbeat: no reply"):
+            await plugin.poll(device(sim, **opts))
+        # While stalled, every attempt keeps failing as a timeout (a fresh connection gets no seed either).
+        with pytest.raises(DeviceTimeout):
+            await plugin.poll(device(sim, **opts))
+        sim.faults.stall = False
+        snap = await plugin.poll(device(sim, **opts))
+    assert snap.channels[0].name == sim.channels[0].name[:8].strip()
+
+
+@pytest.mark.anyio
+async def test_connection_closed_mid_frame_is_a_protocol_error_then_recovers() -> None:
+    sim = ShureUlxdSimulator(seed=2)
+    opts = options(meter_rate="0")
+    async with running(sim), plugin_session() as plugin:
+        await plugin.poll(device(sim, **opts))
+        sim.faults.close_mid_frame = True
+        with pytest.raises(ProtocolError, match="closed mid-frame"):
+            await plugin.poll(device(sim, **opts))
+        sim.faults.close_mid_frame = False
+        await _poll_until_ok(plugin, opts, sim)
+        assert sim.connections_served >= 2
+
+
+@pytest.mark.anyio
+async def test_garbage_bytes_are_a_protocol_error_then_recovers() -> None:
+    sim = ShureAxtdSimulator(seed=3)
+    opts = options(meter_rate="0")
+    async with running(sim), plugin_session() as plugin:
+        await plugin.poll(device(sim, **opts))
+        sim.faults.garbage = True
+        with pytest.raises(ProtocolError, match=r"read: unexpected byte 0x00 outside a frame"):
+            await plugin.poll(device(sim, **opts))
+        sim.faults.garbage = False
+        await _poll_until_ok(plugin, opts, sim)
+
+
+@pytest.mark.anyio
+async def test_replies_split_byte_by_byte_still_parse() -> None:
+    sim = ShureAxtdSimulator(seed=4, model="AD4D")
+    sim.faults.split_bytes = True
+    recorder = Recorder()
+    async with running(sim), plugin_session(recorder) as plugin:
+        snap = await plugin.poll(device(sim, **options(meter_rate="100ms")))
+        assert snap.channels[1].name == sim.channels[1].name
+        sim.channels[1].transmitter_on = False
+        sim.changed()
+        await recorder.wait_for(lambda s: s.channels[1].transmitter is None)
+        session = plugin.session("rx1")
+        assert session is not None
+        assert session.decode_errors == 0
+
+
+@pytest.mark.anyio
+async def test_refused_and_stopped_receivers_are_unreachable_and_come_back() -> None:
+    sim = ShureUlxdSimulator(seed=5)
+    opts = options(meter_rate="0")
+    async with plugin_session() as plugin:
+        async with running(sim):
+            await plugin.poll(device(sim, **opts))
+            sim.faults.refuse = True  # accepts, then closes at once
+            await plugin.forget("rx1")
+            with pytest.raises(DeviceUnreachable, match="connection closed by the device"):
+                await plugin.poll(device(sim, **opts))
+        # Nothing listens on the port now: the kernel refuses.
+        with pytest.raises(DeviceUnreachable, match=rf"127\.0\.0\.1:{sim.port}: connect: ECONNREFUSED"):
+            await plugin.poll(device(sim, **opts))
+        sim.faults.refuse = False
+        async with running(sim):  # the same port again
+            await _poll_until_ok(plugin, opts, sim)
+
+
+@pytest.mark.anyio
+async def test_background_heartbeat_notices_a_stall_between_polls() -> None:
+    sim = ShureUlxdSimulator(seed=6)
+    async with running(sim), plugin_session() as plugin:
+        await plugin.poll(device(sim, **options(meter_rate="0", heartbeat_interval="100ms")))
+        session = plugin.session("rx1")
+        assert session is not None
+        sim.faults.stall = True
+        with anyio.fail_after(3):
+            while session.status == "ready":
+                await anyio.sleep(0.02)
+        assert session.status in ("failed", "connecting")
+
+
+@pytest.mark.anyio
+async def test_uhfr_silence_is_a_timeout_and_a_closed_port_is_unreachable() -> None:
+    sim = ShureUhfrSimulator(seed=7)
+    opts = options(meter_rate="0")
+    async with plugin_session() as plugin:
+        async with running(sim):
+            await plugin.poll(device(sim, **opts))
+            sim.faults.stall = True
+            with pytest.raises(DeviceTimeout, match="no reply to"):
+                await plugin.poll(device(sim, **opts))
+            sim.faults.stall = False
+            await _poll_until_ok(plugin, opts, sim)
+            sim.faults.garbage = True
+            with pytest.raises(ProtocolError, match="unexpected byte"):
+                await plugin.poll(device(sim, **opts))
+            sim.faults.garbage = False
+        # ICMP port unreachable comes back as a refused connected-UDP socket.
+        with pytest.raises((DeviceUnreachable, DeviceTimeout)):
+            await plugin.poll(device(sim, **opts))
+
+
+@pytest.mark.anyio
+async def test_no_connections_or_tasks_survive_aclose() -> None:
+    sims = [ShureUlxdSimulator(seed=s) for s in range(3)]
+    async with running(*sims):
+        async with plugin_session() as plugin:  # asserts no session task is left
+            for i, sim in enumerate(sims):
+                await plugin.poll(device(sim, device_id=f"rx{i}", meter_rate="100ms"))
+            assert [sim.open_connections for sim in sims] == [1, 1, 1]
+        with anyio.fail_after(2):
+            while any(sim.open_connections for sim in sims):
+                await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_changed_options_replace_the_session() -> None:
+    sim = ShureUlxdSimulator(seed=8)
+    async with running(sim), plugin_session() as plugin:
+        await plugin.poll(device(sim, meter_rate="0"))
+        first = plugin.session("rx1")
+        await plugin.poll(device(sim, meter_rate="500ms"))
+        second = plugin.session("rx1")
+        assert first is not None and second is not None and first is not second
+        assert first.status == "closed"
+        assert "SET 0 METER_RATE 00500" in sim.received_commands()

@@ -14,9 +14,9 @@ import shutil
 import subprocess
 import textwrap
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -34,8 +34,12 @@ from chart_support import (
 from jsonschema import Draft202012Validator
 
 from micboard_exporter.cli import build_parser
-from micboard_exporter.config import base_schema
+from micboard_exporter.config import base_schema, parse_config
+from micboard_exporter.config_types import DeviceConfig
+from micboard_exporter.model import DeviceSnapshot
+from micboard_exporter.plugin import Plugin
 from micboard_exporter.poller import parse_shard_index
+from micboard_exporter.registry import PluginRegistry
 
 # kubeVersion in Chart.yaml is >=1.25: validate against that floor and the Kubernetes of the bundled kubectl.
 KUBERNETES_VERSIONS = ("1.25.0", "1.33.0")
@@ -349,8 +353,9 @@ def test_existing_secret_feeds_every_variable_the_config_names(helm: Helm) -> No
     assert refs == {
         # Renamed through deviceSecrets.env.
         "EWDX_FOH_PASSWORD": {"name": "mic-passwords", "key": "ewdx-foh"},
-        # Named by a per-plugin default; the key defaults to the variable's name.
-        "EWDX_DEFAULT_PASSWORD": {"name": "mic-passwords", "key": "EWDX_DEFAULT_PASSWORD"},
+        # Named by a per-plugin default; the key defaults to the variable's name. Optional, because every
+        # device here brings its own reference, which replaces the default's.
+        "EWDX_DEFAULT_PASSWORD": {"name": "mic-passwords", "key": "EWDX_DEFAULT_PASSWORD", "optional": True},
     }
     # *_file options read the same Secret, mounted where the config points.
     config = yaml.safe_load(rendered.one("ConfigMap")["data"]["config.yaml"])
@@ -361,6 +366,44 @@ def test_existing_secret_feeds_every_variable_the_config_names(helm: Helm) -> No
     volume = next(v for v in _pod_spec(rendered)["volumes"] if v["name"] == "device-secrets")
     assert volume["secret"]["secretName"] == "mic-passwords"
     assert volume["secret"]["defaultMode"] == 0o440
+
+
+class _StandIn(Plugin):
+    """Accepts any options: the test is about secrets reaching the loader, not about a protocol's options."""
+
+    options_schema: ClassVar[Mapping[str, Any]] = {"type": "object"}
+
+    async def poll(self, device: DeviceConfig) -> DeviceSnapshot:
+        raise NotImplementedError
+
+
+def test_exporter_config_loader_finds_every_secret_the_pod_gets(helm: Helm, tmp_path: Path) -> None:
+    """Play kubelet: a Secret holding exactly the required keys, mounted where the chart mounts it."""
+    rendered = helm.render([values_file("existing-secret.yaml")])
+    container = rendered.container()
+    secret_keys = {"ewdx-foh": "foh-secret", "ewdx-mon": "mon-secret"}  # no EWDX_DEFAULT_PASSWORD key
+    environ = {}
+    for name, entry in _env(container).items():
+        ref = entry["valueFrom"]["secretKeyRef"]
+        if ref["key"] in secret_keys:
+            environ[name] = secret_keys[ref["key"]]
+        else:
+            assert ref.get("optional") is True, f"{name}: pod would not start without key {ref['key']}"
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "device-secrets")
+    mounted = tmp_path / "secrets"
+    mounted.mkdir()
+    for key, value in secret_keys.items():
+        (mounted / key).write_text(value)
+    text = rendered.one("ConfigMap")["data"]["config.yaml"].replace(mount["mountPath"], str(mounted))
+    names = {d["plugin"] for d in yaml.safe_load(text)["devices"]}
+    registry = PluginRegistry.from_classes(*(type(f"StandIn_{n}", (_StandIn,), {"name": n}) for n in names))
+    config = parse_config("config.yaml", text, registry, environ=environ, base_dir=tmp_path)
+    secrets = {d.id: {k: s.reveal() for k, s in d.secrets.items()} for d in config.devices}
+    assert secrets == {
+        "stage-left-rack": {},
+        "ewdx-foh": {"password": "foh-secret"},
+        "ewdx-mon": {"password": "mon-secret"},
+    }
 
 
 def test_config_naming_a_variable_without_a_secret_fails_the_render(helm: Helm) -> None:

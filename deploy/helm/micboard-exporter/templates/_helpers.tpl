@@ -74,32 +74,34 @@ app.kubernetes.io/part-of: micboard-exporter
 {{- end }}
 
 {{/*
-Environment variable -> Secret key, as JSON. Every `*_env` option of a device or of the per-plugin defaults
-names a variable that must come from deviceSecrets.existingSecret (key = variable name);
-deviceSecrets.env adds or renames. Fails the render when the config needs a Secret and none is given, so
-the mistake shows at install time, not as a device stuck on AuthError.
+Environment variable -> {key, optional}, as JSON. Every `*_env` option of a device names a variable that
+must come from deviceSecrets.existingSecret (key = variable name). Variables named only in
+config.defaults are optional: a device's own reference replaces the default, so the Secret may rightly lack
+them, and if a device does need one the exporter's config check names it. deviceSecrets.env adds or
+renames (required). Fails the render when the config needs a Secret and none is given, so the mistake shows
+at install time, not as a device stuck on AuthError.
 */}}
 {{- define "micboard-exporter.secretEnv" -}}
 {{- $env := dict }}
 {{- if not .Values.existingConfigMap }}
 {{- $config := .Values.config | default dict }}
-{{- $optionSets := list }}
-{{- range $device := ($config.devices | default list) }}
-{{- $optionSets = append $optionSets ($device.options | default dict) }}
-{{- end }}
 {{- range $plugin, $options := ($config.defaults | default dict) }}
-{{- $optionSets = append $optionSets ($options | default dict) }}
-{{- end }}
-{{- range $options := $optionSets }}
-{{- range $key, $value := $options }}
+{{- range $key, $value := ($options | default dict) }}
 {{- if and (hasSuffix "_env" $key) (kindIs "string" $value) }}
-{{- $_ := set $env $value $value }}
+{{- $_ := set $env $value (dict "key" $value "optional" true) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $device := ($config.devices | default list) }}
+{{- range $key, $value := ($device.options | default dict) }}
+{{- if and (hasSuffix "_env" $key) (kindIs "string" $value) }}
+{{- $_ := set $env $value (dict "key" $value "optional" false) }}
 {{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
 {{- range $name, $key := .Values.deviceSecrets.env }}
-{{- $_ := set $env $name $key }}
+{{- $_ := set $env $name (dict "key" $key "optional" false) }}
 {{- end }}
 {{- if and $env (not .Values.deviceSecrets.existingSecret) }}
 {{- fail (printf "the exporter config reads secrets from the environment variables %s: set deviceSecrets.existingSecret to a Secret holding them" (keys $env | sortAlpha | join ", ")) }}
@@ -181,12 +183,15 @@ spec:
             fieldRef:
               fieldPath: metadata.name
         {{- end }}
-        {{- range $name, $key := $secretEnv }}
+        {{- range $name, $ref := $secretEnv }}
         - name: {{ $name }}
           valueFrom:
             secretKeyRef:
               name: {{ $.Values.deviceSecrets.existingSecret }}
-              key: {{ $key }}
+              key: {{ $ref.key }}
+              {{- if $ref.optional }}
+              optional: true
+              {{- end }}
         {{- end }}
         {{- with .Values.extraEnv }}
         {{- toYaml . | nindent 8 }}

@@ -1,0 +1,1 @@
+"""Grafana dashboards for micboard-exporter, written with grafanalib."""

@@ -8,10 +8,12 @@ itself on a scratch tree, so a script that silently did nothing could not pass.
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from chart_support import CHART_DIR, REPO_ROOT
@@ -80,6 +82,39 @@ def test_sync_copies_then_reports_nothing_to_do(tree: tuple[Path, Path]) -> None
     sync_files.apply(todo)
     assert (files / "micboard.rules.yml").read_text() == "groups: []\n"
     assert sorted(p.name for p in (files / "dashboards").iterdir()) == ["overview.json", "wall.json"]
+    assert sync_files.plan(root, files).in_sync
+
+
+def test_config_schema_is_embedded_with_references_rebased() -> None:
+    source: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://example.invalid/config.schema.json",
+        "type": "object",
+        "properties": {"devices": {"type": "array", "items": {"$ref": "#/$defs/device"}}},
+        "$defs": {"device": {"type": "object", "properties": {"port": {"$ref": "#/$defs/port"}}},
+                  "port": {"type": "integer"}},
+    }
+    embedded = sync_files.embed_config_schema(source)
+    assert "$schema" not in embedded
+    assert "$id" not in embedded
+    assert embedded["properties"]["devices"]["items"] == {"$ref": "#/properties/config/$defs/device"}
+    assert embedded["$defs"]["device"]["properties"]["port"] == {"$ref": "#/properties/config/$defs/port"}
+    assert source["properties"]["devices"]["items"] == {"$ref": "#/$defs/device"}, "the source is not modified"
+
+
+def test_sync_embeds_the_config_schema_into_the_values_schema(tree: tuple[Path, Path]) -> None:
+    root, files = tree
+    (root / "micboard_exporter").mkdir()
+    (root / "micboard_exporter" / "config.schema.json").write_text('{"type": "object", "additionalProperties": false}')
+    values_schema = files.parent / "values.schema.json"
+    values_schema.write_text('{"type": "object", "properties": {"config": {"type": "object"}, "x": {}}}\n')
+    todo = sync_files.plan(root, files)
+    assert "embed micboard_exporter/config.schema.json -> deploy/helm/micboard-exporter/values.schema.json " \
+        "(properties.config)" in sync_files.describe(todo, root)
+    sync_files.apply(todo)
+    assert json.loads(values_schema.read_text())["properties"] == {
+        "config": {"type": "object", "additionalProperties": False}, "x": {},
+    }
     assert sync_files.plan(root, files).in_sync
 
 

@@ -31,7 +31,7 @@ from chart_support import (
     find_tool,
     values_file,
 )
-from jsonschema import Draft202012Validator
+from jsonschema import Draft7Validator, Draft202012Validator
 
 from micboard_exporter.cli import build_parser
 from micboard_exporter.config import base_schema, parse_config
@@ -620,6 +620,11 @@ def test_docs_values_render_and_validate(helm: Helm, chart_with_fixtures: Path, 
         (["networkPolicy.egress.deviceCIDRs={10.0.20.1}"], "/networkPolicy/egress/deviceCIDRs/0"),
         (["deviceSecrets.env.bad-name=key"], "'bad-name' does not match"),
         (["podAnnotations.a=1", "podAnnotations.b=true"], "/podAnnotations/b"),
+        # The exporter's config schema is embedded, so a broken config fails the install, not the pod.
+        (["config.poll.interval=5x"], "/config/poll/interval"),
+        (["config.devices[0].id=rack", "config.devices[0].plugin=shure", "config.devices[0].hots=10.0.0.1"],
+         "additional properties 'hots' not allowed"),
+        (["config.listen=:9798", "config.pol.interval=5s"], "additional properties 'pol' not allowed"),
         # Unknown keys: the typos that would otherwise be ignored silently.
         (["imagee.tag=1"], "imagee"),
         (["image.tags=1"], "tags"),
@@ -645,6 +650,16 @@ def test_values_yaml_documents_every_top_level_key() -> None:
         block = re.search(rf"((?:^#.*\n)*)^{re.escape(key)}:.*\n((?:^ +#.*\n)?)", text, re.MULTILINE)
         assert block, key
         assert block.group(1) or block.group(2), f"values.yaml: document `{key}`"
+
+
+def test_values_schema_is_a_valid_draft_07_schema_embedding_the_exporters() -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    Draft7Validator.check_schema(schema)
+    # The embedded config schema resolves its references inside the values schema.
+    config = {"devices": [{"id": "rack", "plugin": "shure", "host": "10.0.20.11", "channels": {"1": {"slot": 1}}}]}
+    assert not list(Draft7Validator(schema).iter_errors({"config": config}))
+    bad = {"config": {"devices": [{"id": "rack", "plugin": "shure", "host": "h", "port": 70000}]}}
+    assert [e.message for e in Draft7Validator(schema).iter_errors(bad)]
 
 
 def _walk_schema(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

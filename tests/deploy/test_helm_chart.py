@@ -551,6 +551,23 @@ def test_dashboards_become_one_sidecar_configmap_each(helm: Helm, chart_with_fix
         assert json.loads(configmap["data"][source.name])["uid"]
 
 
+def test_generated_dashboards_ship_in_the_chart(helm: Helm) -> None:
+    rendered = helm.render([values_file("dashboards.yaml")])
+    sources = {p.name: p.read_text() for p in (REPO_ROOT / "dashboards").glob("*.json")}
+    maps = [c for c in rendered.of_kind("ConfigMap") if c["metadata"]["labels"].get("grafana_dashboard") == "1"]
+    assert sorted(k for c in maps for k in c["data"]) == sorted(sources)
+    uids = set()
+    for configmap in maps:
+        [(name, content)] = configmap["data"].items()
+        assert json.loads(content) == json.loads(sources[name])
+        assert configmap["metadata"]["namespace"] == "monitoring"
+        assert configmap["metadata"]["annotations"] == {"grafana_folder": "Wireless microphones"}
+        # ConfigMaps hold at most 1 MiB; stay far below so dashboards can grow.
+        assert len(content.encode()) < 512 * 1024, name
+        uids.add(json.loads(content)["uid"])
+    assert len(uids) == len(maps), "each dashboard needs its own fixed uid"
+
+
 def test_dashboards_follow_the_sidecar_settings(helm: Helm, chart_with_fixtures: Path) -> None:
     rendered = helm.render(
         sets=["dashboards.enabled=true", "dashboards.namespace=monitoring", "dashboards.label=my_dashboards",

@@ -59,7 +59,8 @@ class SennheiserMcpSimulator(SimulatedDevice):
     channel_count_by_model: ClassVar[Mapping[str, int]] = {"EM 300-500 G4": 1, "EM 300 G3": 1, "EM 2000": 1}
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("port", MCP_PORT)
+        if not kwargs.get("port"):
+            kwargs["port"] = MCP_PORT  # the device's port is fixed; 0 ("any") would not be an MCP device
         super().__init__(**kwargs)
         self.firmware = str(self.options.get("firmware", "1.20.1"))
         self.squelch = 7

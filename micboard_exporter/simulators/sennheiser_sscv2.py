@@ -19,6 +19,7 @@ import datetime
 import ipaddress
 import json
 import math
+import shutil
 import ssl
 import tempfile
 import uuid as uuidlib
@@ -116,6 +117,7 @@ class SennheiserEwdxSimulator(SimulatedDevice):
         self.password = str(self.options.get("password", DEFAULT_PASSWORD))
         self.firmware = str(self.options.get("firmware", "3.0.3"))
         self.certificate_pem = b""
+        self.password_file: Path | None = None
         self.requests: list[tuple[str, str]] = []
         """Every request as (method, path), in order."""
         self.streams_opened = 0
@@ -147,9 +149,13 @@ class SennheiserEwdxSimulator(SimulatedDevice):
             self._queue(sub, _DROP)
 
     def exporter_device(self, device_id: str) -> dict[str, Any]:
-        """A ``devices:`` entry; the password must still be given through ``password_env``/``_file``."""
+        """A ``devices:`` entry: the self-signed certificate is not verified; the password comes from a file
+        the simulator wrote at start-up (secrets never go into a config file)."""
         entry = super().exporter_device(device_id)
-        entry["options"] = {"verify_tls": False, "username": self.username}
+        options: dict[str, Any] = {"verify_tls": False, "username": self.username}
+        if self.password_file is not None:
+            options["password_file"] = str(self.password_file)
+        entry["options"] = options
         return entry
 
     # ---------------------------------------------------------------- serving
@@ -159,15 +165,27 @@ class SennheiserEwdxSimulator(SimulatedDevice):
         cert_pem, key_pem = await anyio.to_thread.run_sync(make_self_signed, self.host)
         self.certificate_pem = cert_pem
         context = await anyio.to_thread.run_sync(self._tls_context, cert_pem, key_pem)
-        listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
-        self.port = listener.extra(SocketAttribute.local_port)  # noqa: S610 - anyio typed attribute, not Django
-        async with listener, anyio.create_task_group() as tg:
-            task_status.started()
+        self.password_file = await anyio.to_thread.run_sync(self._write_password)
+        try:
+            listener = await anyio.create_tcp_listener(local_host=self.host, local_port=self.port)
+            self.port = listener.extra(SocketAttribute.local_port)  # noqa: S610 - anyio typed attribute, not Django
+            async with listener, anyio.create_task_group() as tg:
+                task_status.started()
 
-            async def handle(stream: Any) -> None:
-                await self._connection(stream, context)
+                async def handle(stream: Any) -> None:
+                    await self._connection(stream, context)
 
-            await listener.serve(handle, tg)
+                await listener.serve(handle, tg)
+        finally:
+            folder, self.password_file = self.password_file.parent, None
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _write_password(self) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix=f"{self.kind}-"))
+        path = folder / "password"
+        path.write_text(self.password + "\n")
+        path.chmod(0o600)
+        return path
 
     @staticmethod
     def _tls_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:

@@ -288,3 +288,30 @@ async def test_config_change_replaces_the_session_and_forget_closes_it() -> None
 
 def _names(snap: DeviceSnapshot) -> list[str | None]:
     return [c.name for c in snap.channels]
+
+
+async def test_every_simulator_entry_for_the_exporter_config_polls() -> None:
+    """``exporter_device`` (used by ``simulate``/``demo``) yields entries the plugins can poll as given."""
+    from pathlib import Path
+
+    from micboard_exporter.config_types import DeviceConfig, Secret
+    from micboard_exporter.plugins.sennheiser.ssc import SSCPlugin
+    from micboard_exporter.simulators.sennheiser_ssc import SennheiserSscSimulator
+
+    sims = [ewdx(model="EWDX2CHS"), SennheiserSpecteraSimulator(host="127.0.0.1", port=0, seed=1),
+            SennheiserSscSimulator(host="127.0.0.1", port=0, model="EWDX EM 2")]
+    async with running(*sims):
+        for sim in sims:
+            entry = sim.exporter_device("demo")
+            options = dict(entry.get("options", {}))
+            secrets = {}
+            if "password_file" in options:  # what the core's secret resolution does
+                path = Path(options.pop("password_file"))
+                secrets["password"] = Secret(path.read_text().rstrip("\r\n"), f"file:{path}")
+            plugin = SSCv2Plugin() if entry["plugin"] == "sennheiser-sscv2" else SSCPlugin()
+            try:
+                snap = await plugin.poll(DeviceConfig(id="demo", plugin=entry["plugin"], host=entry["host"],
+                                                      port=entry["port"], options=options, secrets=secrets))
+            finally:
+                await plugin.aclose()
+            assert len(snap.channels) == len(sim.channels)

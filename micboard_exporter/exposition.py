@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from micboard_exporter.catalogue import CATALOGUE, FAMILY_INDEX, Level
+from micboard_exporter.catalogue import CATALOGUE, FAMILY_INDEX, AntennaValues, ChannelValue, Level
 from micboard_exporter.config_types import DeviceConfig
 from micboard_exporter.errors import POLL_ERROR_REASONS
 from micboard_exporter.model import ChannelSnapshot, DeviceSnapshot
@@ -23,11 +23,15 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _HEADERS: Final[tuple[str, ...]] = tuple(
     f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {spec.type}\n" for spec in CATALOGUE
 )
-_CHANNEL_VALUE_FAMILIES: Final[tuple[tuple[int, str], ...]] = tuple(
-    (i, spec.name) for i, spec in enumerate(CATALOGUE) if spec.level is Level.CHANNEL and spec.value is not None
+_CHANNEL_VALUE_FAMILIES: Final[tuple[tuple[int, str, ChannelValue], ...]] = tuple(
+    (i, spec.name + "{", spec.value)
+    for i, spec in enumerate(CATALOGUE)
+    if spec.level is Level.CHANNEL and spec.value is not None
 )
-_ANTENNA_FAMILIES: Final[tuple[tuple[int, str], ...]] = tuple(
-    (i, spec.name) for i, spec in enumerate(CATALOGUE) if spec.level is Level.ANTENNA
+_ANTENNA_FAMILIES: Final[tuple[tuple[int, str, AntennaValues], ...]] = tuple(
+    (i, spec.name + "{", spec.antenna_values)
+    for i, spec in enumerate(CATALOGUE)
+    if spec.level is Level.ANTENNA and spec.antenna_values is not None
 )
 _UP = FAMILY_INDEX["micboard_device_up"]
 _INFO = FAMILY_INDEX["micboard_device_info"]
@@ -49,17 +53,16 @@ def escape_label_value(value: str) -> str:
 
 def format_value(value: float | int | bool) -> str:
     """A sample value as the exposition format writes it (``+Inf``, ``NaN``, integers without ``.0``)."""
-    if value is True:
-        return "1"
-    if value is False:
-        return "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isfinite(value):
-        return repr(value)
-    if math.isnan(value):
-        return "NaN"
-    return "+Inf" if value > 0 else "-Inf"
+    kind = type(value)
+    if kind is float:
+        if -math.inf < value < math.inf:  # the common case first: this runs for every sample rendered
+            return repr(value)
+        if value != value:
+            return "NaN"
+        return "+Inf" if value > 0 else "-Inf"
+    if kind is bool:
+        return "1" if value else "0"
+    return str(int(value))
 
 
 @dataclass(slots=True)
@@ -103,14 +106,17 @@ def _render_channel(chunks: list[list[str]], cprefix: str, ch: ChannelSnapshot, 
             f'micboard_transmitter_info{{{cprefix},model="{escape_label_value(tx.model or "")}",'
             f'battery_type="{escape_label_value(tx.battery_type or "")}"}} 1\n'
         )
-    for index, name in _CHANNEL_VALUE_FAMILIES:
-        value = CATALOGUE[index].value(ch)  # type: ignore[misc]
+    labels = cprefix + "} "
+    for index, opening, get in _CHANNEL_VALUE_FAMILIES:
+        value = get(ch)
         if value is not None:
-            chunks[index].append(f"{name}{{{cprefix}}} {format_value(value)}\n")
-    for index, name in _ANTENNA_FAMILIES:
-        per_antenna = CATALOGUE[index].antenna_values(ch)  # type: ignore[misc]
-        for antenna, value in sorted(per_antenna.items()):
-            chunks[index].append(f'{name}{{{cprefix},antenna="{escape_label_value(antenna)}"}} {format_value(value)}\n')
+            chunks[index].append(opening + labels + format_value(value) + "\n")
+    for index, opening, get_all in _ANTENNA_FAMILIES:
+        per_antenna = get_all(ch)
+        for antenna in sorted(per_antenna):
+            chunks[index].append(
+                f'{opening}{cprefix},antenna="{escape_label_value(antenna)}"}} {format_value(per_antenna[antenna])}\n'
+            )
 
 
 def render_device(view: DeviceView, prefix: str | None = None) -> list[str]:

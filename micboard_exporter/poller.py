@@ -1,10 +1,12 @@
 """Background polling: cycles, batches, a concurrency limit, timeouts, retries and a circuit breaker.
 
-Every ``interval`` the poller runs one cycle over the devices of its shard. Devices start in batches of
-``batch_size`` (a checkpoint between batches keeps the event loop responsive) and run concurrently under a
-``CapacityLimiter(max_concurrency)``, each attempt bounded by ``timeout``, so one hung device never delays
-the others: a cycle takes about one timeout, not the sum. Transient errors (timeout, unreachable) are retried
-with exponential backoff and full jitter while the cycle has time left; protocol and auth errors are not.
+Every ``interval`` the poller runs one cycle over the devices of its shard. ``max_concurrency`` workers
+(the capacity limit, as a pool rather than a task and a ``CapacityLimiter`` per device, which costs a
+third of the cycle time at 10,000 devices) take devices from the cycle's queue in order; workers start
+in batches of ``batch_size`` with an event-loop checkpoint between batches, and each attempt is bounded by
+``timeout``, so one hung device never delays the others: a cycle takes about one timeout, not the sum.
+Transient errors (timeout, unreachable) are retried with exponential backoff and full jitter while the
+cycle has time left; protocol and auth errors are not.
 After ``breaker.failures`` consecutive failed cycles a device waits doubling intervals up to
 ``breaker.max_interval`` (counted as skipped); one success closes the breaker. Cycles never overlap: an
 overrun is counted and the next cycle starts at the next interval boundary.
@@ -19,10 +21,11 @@ import math
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+from prometheus_client import Histogram
 
 from micboard_exporter.config_types import DeviceConfig, PollConfig
 from micboard_exporter.errors import DeviceTimeout, PollError
@@ -101,6 +104,7 @@ class Poller:
         self._plugins: Mapping[str, Plugin] = {}
         self._config = PollConfig()
         self._breakers: dict[str, _Breaker] = {}
+        self._duration_children: dict[str, Histogram] = {}
         self.last_result: PollingResult | None = None
         self.cycles = 0
 
@@ -128,12 +132,12 @@ class Poller:
                 skipped += 1
             else:
                 due.append(device)
-        limiter = anyio.CapacityLimiter(config.max_concurrency)
+        queue = iter(due)  # shared by the workers; next() cannot interleave on one event loop
         async with anyio.create_task_group() as tg:
-            for offset in range(0, len(due), config.batch_size):
-                for device in due[offset : offset + config.batch_size]:
-                    tg.start_soon(self._poll_device, device, plugins[device.plugin], limiter, deadline, outcomes)
-                await anyio.lowlevel.checkpoint()
+            for started_workers in range(1, min(config.max_concurrency, len(due)) + 1):
+                tg.start_soon(self._worker, queue, plugins, deadline, outcomes)
+                if started_workers % config.batch_size == 0:
+                    await anyio.lowlevel.checkpoint()
         errors: dict[str, int] = {}
         for reason in outcomes.values():
             if reason is not None:
@@ -160,47 +164,52 @@ class Poller:
         log.info(result.summary())
         self.store.ready = True
 
+    async def _worker(
+        self, queue: Iterator[DeviceConfig], plugins: Mapping[str, Plugin], deadline: float,
+        outcomes: dict[str, str | None],
+    ) -> None:
+        for device in queue:
+            await self._poll_device(device, plugins[device.plugin], deadline, outcomes)
+
     async def _poll_device(
         self,
         device: DeviceConfig,
         plugin: Plugin,
-        limiter: anyio.CapacityLimiter,
         deadline: float,
         outcomes: dict[str, str | None],
     ) -> None:
         config = self._config
-        async with limiter:
-            started = self._clock()
-            attempt = 0
-            while True:
-                error: PollError | None = None
-                reason: str
-                try:
-                    with anyio.fail_after(config.timeout):
-                        snapshot = await plugin.poll(device)
-                except TimeoutError:
-                    error = DeviceTimeout(f"{device.address}: no answer within {config.timeout:g}s")
-                    reason = error.reason
-                except PollError as exc:
-                    error, reason = exc, exc.reason
-                except Exception as exc:
-                    log.exception("plugin %s crashed polling %s", device.plugin, device.id)
-                    reason = "internal"
-                    message = f"internal error in plugin {device.plugin}: {type(exc).__name__}: {exc}"
-                    self._fail(device, reason, message, outcomes)
-                    break
-                else:
-                    self._succeed(device, snapshot, outcomes)
-                    break
-                delay = self._rng.uniform(0.0, config.retry_backoff * (2**attempt))
-                if error.transient and attempt < config.retries and self._clock() + delay + config.timeout <= deadline:
-                    attempt += 1
-                    log.debug("retrying %s after %s (attempt %d)", device.id, error, attempt + 1)
-                    await anyio.sleep(delay)
-                    continue
-                self._fail(device, reason, str(error), outcomes)
+        started = self._clock()
+        attempt = 0
+        while True:
+            error: PollError | None = None
+            reason: str
+            try:
+                with anyio.fail_after(config.timeout):
+                    snapshot = await plugin.poll(device)
+            except TimeoutError:
+                error = DeviceTimeout(f"{device.address}: no answer within {config.timeout:g}s")
+                reason = error.reason
+            except PollError as exc:
+                error, reason = exc, exc.reason
+            except Exception as exc:  # noqa: BLE001 - a plugin bug must not take the poller down
+                log.exception("plugin %s crashed polling %s", device.plugin, device.id)
+                reason = "internal"
+                message = f"internal error in plugin {device.plugin}: {type(exc).__name__}: {exc}"
+                self._fail(device, reason, message, outcomes)
                 break
-            self.metrics.poll_duration.labels(device.plugin).observe(self._clock() - started)
+            else:
+                self._succeed(device, snapshot, outcomes)
+                break
+            delay = self._rng.uniform(0.0, config.retry_backoff * (2**attempt))
+            if error.transient and attempt < config.retries and self._clock() + delay + config.timeout <= deadline:
+                attempt += 1
+                log.debug("retrying %s after %s (attempt %d)", device.id, error, attempt + 1)
+                await anyio.sleep(delay)
+                continue
+            self._fail(device, reason, str(error), outcomes)
+            break
+        self._durations(device.plugin).observe(self._clock() - started)
 
     def _succeed(self, device: DeviceConfig, snapshot: object, outcomes: dict[str, str | None]) -> None:
         if not isinstance(snapshot, DeviceSnapshot):
@@ -231,6 +240,12 @@ class Poller:
                 log.info("device %s failed %d cycles in a row; polling it every %.0fs at most until it answers",
                          device.id, breaker.failed_cycles, breaker.wait)
         self.store.record_failure(device.id, reason, message)
+
+    def _durations(self, plugin: str) -> Histogram:
+        child = self._duration_children.get(plugin)
+        if child is None:
+            child = self._duration_children[plugin] = self.metrics.poll_duration.labels(plugin)
+        return child
 
     def breaker_wait(self, device_id: str) -> float:
         """Seconds the device waits between polls while its breaker is open (0 when closed)."""

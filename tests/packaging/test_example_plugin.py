@@ -6,10 +6,11 @@ import dataclasses
 import importlib
 import socket
 import sys
+from collections.abc import Iterator
 from types import MappingProxyType, ModuleType
 
 import pytest
-from packaging_helpers import EXAMPLE_DIR, JsonDevice
+from packaging_helpers import EXAMPLE_DIR, JsonDevice, serve_device
 
 from micboard_exporter.config import parse_config
 from micboard_exporter.config_types import DeviceConfig, Secret
@@ -19,6 +20,13 @@ from micboard_exporter.plugins.synthetic import SyntheticPlugin
 from micboard_exporter.registry import PluginRegistry
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def json_device() -> Iterator[JsonDevice]:
+    """A running example device on loopback (see :mod:`packaging_helpers`)."""
+    with serve_device() as device:
+        yield device
 
 
 @pytest.fixture(scope="module")

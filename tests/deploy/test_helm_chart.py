@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import tarfile
 import textwrap
 import tomllib
 from collections.abc import Iterator, Mapping
@@ -105,6 +106,18 @@ def test_helm_lint_strict(helm: Helm, scenario: str | None) -> None:
     result = helm.run(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 chart(s) failed" in result.stdout
+
+
+def test_packaged_chart_carries_rules_and_dashboards(helm: Helm, tmp_path: Path) -> None:
+    result = helm.run("package", str(CHART_DIR), "--destination", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    [package] = tmp_path.glob("micboard-exporter-*.tgz")
+    with tarfile.open(package) as archive:
+        names = {n.split("/", 1)[1] for n in archive.getnames()}
+    assert {"Chart.yaml", "values.yaml", "values.schema.json", "README.md", "templates/NOTES.txt",
+            "files/micboard.rules.yml"} <= names
+    shipped = {n.removeprefix("files/dashboards/") for n in names if n.startswith("files/dashboards/")}
+    assert shipped == {p.name for p in (REPO_ROOT / "dashboards").glob("*.json")}
 
 
 # --- offline validation of every rendered manifest ---------------------------------------------------

@@ -46,8 +46,8 @@ class Plugin(abc.ABC):
     async def poll(self, device: DeviceConfig) -> DeviceSnapshot:
         """Return a fresh snapshot of ``device`` or raise a :class:`~micboard_exporter.errors.PollError`."""
 
-    async def forget(self, device_id: str) -> None:
+    async def forget(self, device_id: str) -> None:  # noqa: B027 - optional hook, no-op by default
         """Drop any session kept for ``device_id`` (it left the config or its settings changed)."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Close every session, stop metering and cancel subscriptions. Called once at shutdown."""

@@ -99,7 +99,7 @@ class Poller:
         self.store = store
         self.metrics = metrics
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._devices: list[DeviceConfig] = []
         self._plugins: Mapping[str, Plugin] = {}
         self._config = PollConfig()
@@ -192,7 +192,7 @@ class Poller:
                 reason = error.reason
             except PollError as exc:
                 error, reason = exc, exc.reason
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a plugin bug must not take the poller down
                 log.exception("plugin %s crashed polling %s", device.plugin, device.id)
                 reason = "internal"
                 message = f"internal error in plugin {device.plugin}: {type(exc).__name__}: {exc}"

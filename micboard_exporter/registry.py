@@ -43,7 +43,7 @@ def _load(ep: EntryPoint) -> PluginEntry:
     dist_version = dist.version if dist is not None else None
     try:
         obj = ep.load()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any import failure of third-party code is reported, not fatal
         log.warning("plugin %s (%s) failed to load: %s: %s", ep.name, ep.value, type(exc).__name__, exc)
         return PluginEntry(ep.name, ep.value, dist_name, dist_version, None, f"{type(exc).__name__}: {exc}")
     if not (isinstance(obj, type) and issubclass(obj, Plugin)):

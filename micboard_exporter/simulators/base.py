@@ -79,7 +79,7 @@ class SimulatedDevice(abc.ABC):
     async def serve(self, *, task_status: TaskStatus[None]) -> None:
         """Bind (updating :attr:`port` when it was 0), call ``task_status.started()``, serve until cancelled."""
 
-    def changed(self) -> None:
+    def changed(self) -> None:  # noqa: B027 - simulators that push override this
         """State in :attr:`channels` changed: push it the way the real device would (unsolicited REP, SSE …)."""
 
     def step(self, dt: float, *, lively: bool = True) -> None:

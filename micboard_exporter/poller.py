@@ -192,7 +192,7 @@ class Poller:
                 reason = error.reason
             except PollError as exc:
                 error, reason = exc, exc.reason
-            except Exception as exc:  # noqa: BLE001 - a plugin bug must not take the poller down
+            except Exception as exc:  # a plugin bug must not take the poller down (logged below)
                 log.exception("plugin %s crashed polling %s", device.plugin, device.id)
                 reason = "internal"
                 message = f"internal error in plugin {device.plugin}: {type(exc).__name__}: {exc}"

@@ -209,12 +209,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if fleet is not None:
                 await tg.start(lambda task_status: fleet.run(step=1.0, task_status=task_status))
                 config_doc = fleet.exporter_config(listen=listen)
-            # Synthetic receivers fill the wall board beside the protocol simulators.
+            # Synthetic receivers fill the wall board beside the protocol simulators (batteries drain fast,
+            # so low-battery colours and events show up within minutes).
+            slot = 1 + sum(len(d.get("channels", {})) for d in config_doc["devices"])
             for i in range(1, 4):
                 config_doc["devices"].append({
                     "id": f"synthetic-{i}", "plugin": "synthetic", "host": f"127.0.1.{i}",
                     "labels": {"room": "demo"}, "options": {"seed": i, "drain_speed": 20, "channels": 4},
+                    "channels": {n: {"slot": slot + n - 1} for n in range(1, 5)},
                 })
+                slot += 4
             with tempfile.TemporaryDirectory(prefix="micboard-demo-") as tmp:
                 path = Path(tmp) / "demo.yaml"
                 path.write_text(yaml.safe_dump(config_doc, sort_keys=False), encoding="utf-8")

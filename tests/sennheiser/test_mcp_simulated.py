@@ -34,7 +34,7 @@ async def net() -> AsyncIterator[str]:
 
 
 def sim_at(net: str, n: int, **kwargs: object) -> SennheiserMcpSimulator:
-    return SennheiserMcpSimulator(host=f"{net}.{n}", seed=n, **kwargs)  # type: ignore[arg-type]
+    return SennheiserMcpSimulator(host=f"{net}.{n}", seed=n, **kwargs)
 
 
 def cfg(net: str, n: int, **options: object) -> DeviceConfig:

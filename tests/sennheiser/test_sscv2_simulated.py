@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import ssl
+from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from sennheiser_helpers import PASSWORD, Recorder, device, eventually, other_tasks, running
 
+from micboard_exporter.config_types import DeviceConfig, Secret
 from micboard_exporter.errors import AuthError, DeviceTimeout, DeviceUnreachable, ProtocolError
-from micboard_exporter.model import DeviceSnapshot
+from micboard_exporter.plugins.sennheiser.ssc import SSCPlugin
 from micboard_exporter.plugins.sennheiser.sscv2 import SSCv2Plugin
+from micboard_exporter.simulators.sennheiser_ssc import SennheiserSscSimulator
 from micboard_exporter.simulators.sennheiser_sscv2 import SennheiserEwdxSimulator, SennheiserSpecteraSimulator
 
 pytestmark = pytest.mark.anyio
@@ -19,7 +24,7 @@ FAST = {"verify_tls": False, "timeout": 2.0, "reconnect_min": 0.05, "reconnect_m
 
 
 def ewdx(**kwargs: object) -> SennheiserEwdxSimulator:
-    return SennheiserEwdxSimulator(host="127.0.0.1", port=0, seed=3, **kwargs)  # type: ignore[arg-type]
+    return SennheiserEwdxSimulator(host="127.0.0.1", port=0, seed=3, **kwargs)
 
 
 def sse_tasks() -> list[str]:
@@ -57,7 +62,7 @@ async def test_poll_reports_identity_channels_and_transmitters() -> None:
     assert two.transmitter_known
 
 
-async def test_certificate_is_verified_by_default_and_ca_file_pins_it(tmp_path: anyio.Path) -> None:
+async def test_certificate_is_verified_by_default_and_ca_file_pins_it(tmp_path: Path) -> None:
     sim = ewdx(model="EWDX2CHS")
     async with running(sim):
         plugin = SSCv2Plugin()
@@ -286,18 +291,8 @@ async def test_config_change_replaces_the_session_and_forget_closes_it() -> None
             await plugin.aclose()
 
 
-def _names(snap: DeviceSnapshot) -> list[str | None]:
-    return [c.name for c in snap.channels]
-
-
 async def test_every_simulator_entry_for_the_exporter_config_polls() -> None:
     """``exporter_device`` (used by ``simulate``/``demo``) yields entries the plugins can poll as given."""
-    from pathlib import Path
-
-    from micboard_exporter.config_types import DeviceConfig, Secret
-    from micboard_exporter.plugins.sennheiser.ssc import SSCPlugin
-    from micboard_exporter.simulators.sennheiser_ssc import SennheiserSscSimulator
-
     sims = [ewdx(model="EWDX2CHS"), SennheiserSpecteraSimulator(host="127.0.0.1", port=0, seed=1),
             SennheiserSscSimulator(host="127.0.0.1", port=0, model="EWDX EM 2")]
     async with running(*sims):
@@ -315,3 +310,50 @@ async def test_every_simulator_entry_for_the_exporter_config_polls() -> None:
             finally:
                 await plugin.aclose()
             assert len(snap.channels) == len(sim.channels)
+
+
+async def test_simulator_reproduces_the_reference_status_codes() -> None:
+    """§1.8: unauthenticated version/identity, 401 without credentials, 404, 400 {path,error}, 422."""
+
+    sim = ewdx(model="EWDX4CHDS")
+    async with running(sim):
+        # Pin the simulator's own certificate: the check stays on.
+        trust = ssl.create_default_context(cadata=sim.certificate_pem.decode())
+        async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{sim.port}", verify=trust) as client:
+            assert (await client.get("/api/ssc/version")).json() == {"protocol": "2.3", "schema": "1.0"}
+            assert (await client.get("/api/device/identity")).json()["product"] == "EWDX4CHDS"
+            assert (await client.get("/api/channel/0")).status_code == 401
+            auth = httpx.BasicAuth("api", PASSWORD)
+            assert (await client.get("/api/channel/7", auth=auth)).status_code == 404
+            unknown = "/api/ssc/state/subscriptions/00000000-0000-0000-0000-000000000000"
+            assert (await client.get(unknown, auth=auth)).status_code == 422
+            async with client.stream("GET", "/api/ssc/state/subscriptions", auth=auth,
+                                     headers={"Accept": "text/event-stream"}) as stream:
+                assert stream.headers["content-type"] == "text/event-stream"
+                uuid = stream.headers["content-location"]
+                first = await anext(stream.aiter_text())
+                assert first.startswith(f'event:open\ndata:{{"path":"/api/ssc/state/subscriptions/{uuid}"')
+                bogus = await client.put(f"/api/ssc/state/subscriptions/{uuid}/add", auth=auth, json=["/api/bogus"])
+                assert (bogus.status_code, bogus.json()) == (400, {"path": "/api/bogus", "error": 404})
+                assert (await client.delete(f"/api/ssc/state/subscriptions/{uuid}", auth=auth)).status_code == 200
+
+
+async def test_a_session_the_device_forgot_is_replaced_on_the_next_poll() -> None:
+    sim = ewdx(model="EWDX2CHS")
+    published = Recorder()
+    async with running(sim):
+        plugin = SSCv2Plugin(published)
+        try:
+            cfg = device(sim, options=FAST)
+            await plugin.poll(cfg)
+            await eventually(lambda: any(s.paths for s in sim._subs.values()))
+            await plugin.poll(cfg)
+            forgotten = sim.active_sessions[0]
+            sim._subs.pop(forgotten)  # e.g. the session table was reset; the old stream stays open
+            await plugin.poll(cfg)  # GET of the session answers 422: the plugin starts over
+            await eventually(lambda: sim.streams_opened == 2 and any(s.paths for s in sim._subs.values()))
+            sim.channels[1].audio_rms_dbfs = -12.5
+            sim.changed()
+            await published.wait_for(lambda s: s.channels[1].audio_level_dbfs == -12.5)
+        finally:
+            await plugin.aclose()

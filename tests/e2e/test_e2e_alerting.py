@@ -247,7 +247,7 @@ def test_alerts_reach_the_pager_and_every_dashboard_query_returns_data(tmp_path:
                 ],
             }), encoding="utf-8")
             with (
-                _process([sys.executable, str(Path(__file__).with_name("exporter_main.py")),
+                _process([sys.executable, "-m", "micboard_exporter", "run",
                           "--config", str(tmp_path / "exporter.yml"), "--listen", f"127.0.0.1:{exporter_port}"],
                          tmp_path / "exporter.log") as exporter_proc,
                 # No cluster listener: Alertmanager would otherwise bind 0.0.0.0:9094 for gossip.

@@ -10,7 +10,7 @@ PORT := $(lastword $(subst :, ,$(LISTEN)))
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: run test tools lint typecheck pytest dashboards docs check bench clean
+.PHONY: run test tools lint typecheck pytest dashboards docs generate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,15 +48,19 @@ pytest: $(VENV)/.test-installed
 
 test: tools lint typecheck pytest
 
+# Regenerate the committed generated files (a test fails when any of them is stale).
 dashboards: $(VENV)/.test-installed
 	$(PY) dashboards/generate.py
 	$(PY) alerts/generate.py
+	$(PY) deploy/helm/sync_files.py
 
 docs: $(VENV)/.installed
 	$(PY) -m micboard_exporter.docsgen
 
+generate: dashboards docs
+
 bench: $(VENV)/.test-installed
-	$(PY) bench/bench_scrape.py
+	$(PY) bench/bench_core.py
 
 clean:
 	rm -rf $(VENV) .cache build dist *.egg-info .coverage .mypy_cache .ruff_cache .pytest_cache

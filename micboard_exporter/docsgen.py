@@ -429,8 +429,8 @@ _SELF_INTRO: Final = """
 ## Exporter metrics
 
 These describe the exporter process. The standard `process_*` (CPU, memory, file descriptors) and
-`python_*` (garbage collector, version) families of the Prometheus Python client are served as well, and
-the client adds a `<name>_created` gauge (creation time, Unix seconds) next to each counter and histogram.
+`python_*` (garbage collector, version) families of the Prometheus Python client are served as well. The
+client's `<name>_created` series are switched off: they would double every counter for no use.
 """
 
 _PROBE_INTRO: Final = """

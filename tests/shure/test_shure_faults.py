@@ -170,4 +170,6 @@ async def test_changed_options_replace_the_session() -> None:
         second = plugin.session("rx1")
         assert first is not None and second is not None and first is not second
         assert first.status == "closed"
-        assert "SET 0 METER_RATE 00500" in sim.received_commands()
+        with anyio.fail_after(2):
+            while "SET 0 METER_RATE 00500" not in sim.received_commands():
+                await anyio.sleep(0.01)

@@ -65,6 +65,10 @@ async def test_metering_is_stopped_before_every_close(
     sim = sim_cls(seed=1, model=model)
     async with running(sim), plugin_session() as plugin:
         await plugin.poll(device(sim, meter_rate="100ms"))
+        # Metering starts at a random phase within one period (receivers must not meter in lock step).
+        with anyio.fail_after(2):
+            while not any("METER" in c and "STOP" not in c and "00000" not in c for c in sim.received_commands()):
+                await anyio.sleep(0.01)
         await plugin.forget("rx1")
         if sim.uses_udp:
             # UDP has no close; the last commands must stop metering on every channel.

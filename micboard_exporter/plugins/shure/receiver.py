@@ -7,6 +7,7 @@ and renders a :class:`~micboard_exporter.model.DeviceSnapshot`. No I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -35,9 +36,23 @@ class ChannelState:
     audio_clips: int = 0
     _linked: bool | None = None
     _clipping: bool = False
+    _cached: ChannelSnapshot | None = None
 
     def apply(self, update: ChannelFields) -> bool:
         """Fold one frame's readings in; return whether anything the snapshot shows changed."""
+        changed = self._apply(update)
+        if changed:
+            self._cached = None
+        return changed
+
+    def reset(self) -> None:
+        """Forget the readings (not the counters)."""
+        self.fields = ChannelFields()
+        self._linked = None
+        self._clipping = False
+        self._cached = None
+
+    def _apply(self, update: ChannelFields) -> bool:
         present_before = self.transmitter_present
         changed = False
         for key, value in update.items():
@@ -83,6 +98,11 @@ class ChannelState:
 
     def snapshot(self, family: Family) -> ChannelSnapshot:
         """This channel in the model's units; transmitter readings only while one is present."""
+        if self._cached is None:
+            self._cached = self._build(family)
+        return self._cached
+
+    def _build(self, family: Family) -> ChannelSnapshot:
         f = self.fields
         levels = (f.get("rf_a"), f.get("rf_b"), f.get("rf_c"), f.get("rf_d"))
         rf: dict[str, float] = {ANTENNAS[i]: v for i, v in enumerate(levels) if v is not None}
@@ -131,9 +151,16 @@ class ReceiverState:
     """``options.model``: wins over the device's reply (for firmware that does not answer ``MODEL``)."""
     device: DeviceFields = field(default_factory=lambda: DeviceFields())
     channels: dict[int, ChannelState] = field(default_factory=dict)
+    _cached: DeviceSnapshot | None = None
 
     def apply(self, decoded: Decoded) -> bool:
         """Fold one decoded frame in; return whether the snapshot changed."""
+        changed = self._apply(decoded)
+        if changed:
+            self._cached = None
+        return changed
+
+    def _apply(self, decoded: Decoded) -> bool:
         changed = False
         for key, value in decoded.device_fields.items():
             if self.device.get(key) != value:
@@ -149,10 +176,9 @@ class ReceiverState:
     def reset_readings(self) -> None:
         """Forget readings (after a reconnect they may be stale) but keep the event counters."""
         self.device = DeviceFields()
+        self._cached = None
         for channel in self.channels.values():
-            channel.fields = ChannelFields()
-            channel._linked = None
-            channel._clipping = False
+            channel.reset()
 
     @property
     def model(self) -> str | None:
@@ -169,7 +195,18 @@ class ReceiverState:
         return max(seen, 1)
 
     def snapshot(self, device_id: str, host: str) -> DeviceSnapshot:
-        """A frozen snapshot of the current state."""
+        """A frozen snapshot of the current state.
+
+        Built again only after a change: a poll of an unchanged receiver (and the state store comparing
+        it with the last pushed one) then costs almost nothing, which matters with hundreds of receivers.
+        """
+        cached = self._cached
+        if cached is not None and cached.device_id == device_id and cached.host == host:
+            return dataclasses.replace(cached, taken_at=time.monotonic())
+        self._cached = self._build(device_id, host)
+        return self._cached
+
+    def _build(self, device_id: str, host: str) -> DeviceSnapshot:
         channels = []
         for number in range(1, self.channel_count + 1):
             state = self.channels.get(number) or ChannelState(number)

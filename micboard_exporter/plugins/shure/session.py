@@ -386,6 +386,8 @@ class ShureSession:
                     self._set_status("ready")
                     self._notify()
                     tg.start_soon(self._heartbeat_loop)
+                    if self.settings.meter_rate_ms > 0:
+                        tg.start_soon(self._start_metering)
                     await self._close_requested.wait()
                     tg.cancel_scope.cancel()
         finally:
@@ -416,10 +418,6 @@ class ShureSession:
             batch = await self._send_batch(seed_commands(family, self._channels_to_ask(state), get_all=False))
             await self._seed_marker()
             self._forget(batch)
-        if s.meter_rate_ms > 0:
-            self._metering = True
-            for command in meter_commands(family, state.channel_count, s.meter_rate_ms):
-                await self._send(command, "start metering")
 
     async def _seed_marker(self) -> None:
         """Return once every reply to the seed commands has arrived.
@@ -431,6 +429,23 @@ class ShureSession:
         """
         await self._heartbeat("seed")
         await self._heartbeat("seed")
+
+    async def _start_metering(self) -> None:
+        family, state = self._family, self.state
+        assert family is not None  # set by _setup
+        assert state is not None
+        rate_ms = self.settings.meter_rate_ms
+        # A receiver meters on its own clock from the moment it gets METER_RATE. Receivers connected
+        # together (exporter start, a switch coming back) would otherwise send their SAMPLEs in lock step
+        # for as long as they run, and every push would queue behind that burst. A random phase within one
+        # period spreads them out.
+        await anyio.sleep(random.uniform(0.0, rate_ms / 1000.0))  # noqa: S311 - spreading load, not crypto
+        self._metering = True  # from here on, every close stops metering first
+        try:
+            for command in meter_commands(family, state.channel_count, rate_ms):
+                await self._send(command, "start metering")
+        except PollError as exc:
+            self._abort(exc)
 
     def _channels_to_ask(self, state: ReceiverState) -> int:
         info = model_info(state.model)

@@ -314,8 +314,8 @@ def _semantic_errors(source: str, doc: Mapping[str, Any], registry: PluginRegist
     listen = doc.get("listen")
     if isinstance(listen, str) and ":" in listen:
         port = int(listen.rsplit(":", 1)[1]) if listen.rsplit(":", 1)[1].isdigit() else -1
-        if not 0 < port < 65536:
-            errors.append(ConfigError(source, "listen", f"port {port} is out of range 1-65535"))
+        if not 0 <= port < 65536:
+            errors.append(ConfigError(source, "listen", f"port {port} is out of range 1-65535 (0: any free port)"))
     poll = doc.get("poll") or {}
     for key in ("interval", "timeout"):
         try:

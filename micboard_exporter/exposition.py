@@ -20,8 +20,8 @@ from micboard_exporter.model import ChannelSnapshot, DeviceSnapshot
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_HEADERS: Final[tuple[str, ...]] = tuple(
-    f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {spec.type}\n" for spec in CATALOGUE
+_HEADERS: Final[tuple[bytes, ...]] = tuple(
+    f"# HELP {spec.name} {spec.help}\n# TYPE {spec.name} {spec.type}\n".encode() for spec in CATALOGUE
 )
 _CHANNEL_VALUE_FAMILIES: Final[tuple[tuple[int, str, ChannelValue], ...]] = tuple(
     (i, spec.name + "{", spec.value)
@@ -85,11 +85,11 @@ def device_label_prefix(config: DeviceConfig) -> str:
     return ",".join(parts)
 
 
-def render_last_success(prefix: str, last_success: float | None) -> str:
+def render_last_success(prefix: str, last_success: float | None) -> bytes:
     """The freshness family chunk alone (it changes on every poll; the rest often does not)."""
     if last_success is None:
-        return ""
-    return f"micboard_device_last_success_timestamp_seconds{{{prefix}}} {format_value(last_success)}\n"
+        return b""
+    return f"micboard_device_last_success_timestamp_seconds{{{prefix}}} {format_value(last_success)}\n".encode()
 
 
 def _render_channel(chunks: list[list[str]], cprefix: str, ch: ChannelSnapshot, cfg: DeviceConfig) -> None:
@@ -119,8 +119,10 @@ def _render_channel(chunks: list[list[str]], cprefix: str, ch: ChannelSnapshot, 
             )
 
 
-def render_device(view: DeviceView, prefix: str | None = None) -> list[str]:
-    """One text chunk per catalogue family for this device (empty string where it has no samples)."""
+def render_device(view: DeviceView, prefix: str | None = None) -> list[bytes]:
+    """One UTF-8 chunk per catalogue family for this device (empty where it has no samples).
+
+    Chunks are bytes so a scrape only joins them: no per-scrape encoding of megabytes of text."""
     cfg = view.config
     prefix = prefix if prefix is not None else device_label_prefix(cfg)
     chunks: list[list[str]] = [[] for _ in range(FAMILY_COUNT)]
@@ -141,16 +143,16 @@ def render_device(view: DeviceView, prefix: str | None = None) -> list[str]:
     if view.up and snap is not None:
         for ch in snap.channels:
             _render_channel(chunks, f'{prefix},channel="{ch.number}"', ch, cfg)
-    out = ["".join(c) for c in chunks]
+    out = ["".join(c).encode() for c in chunks]
     out[_LAST] = render_last_success(prefix, view.last_success)
     return out
 
 
-def render_families(devices: Iterable[Sequence[str]]) -> str:
+def render_families(devices: Iterable[Sequence[bytes]]) -> bytes:
     """The device part of a scrape: every family's header, then each device's chunk for it."""
     blocks = list(devices)
-    parts: list[str] = []
+    parts: list[bytes] = []
     for index in range(FAMILY_COUNT):
         parts.append(_HEADERS[index])
         parts.extend(block[index] for block in blocks)
-    return "".join(parts)
+    return b"".join(parts)

@@ -142,7 +142,7 @@ async def run_probe(config: Config, registry: PluginRegistry, target: ProbeTarge
         with anyio.move_on_after(5.0, shield=True):
             await plugin.aclose()
     duration = time.monotonic() - started
-    body = render_families([render_device(view)])
+    body = render_families([render_device(view)]).decode("utf-8")
     return (
         body
         + "# HELP micboard_probe_success 1 if the probe poll succeeded.\n# TYPE micboard_probe_success gauge\n"

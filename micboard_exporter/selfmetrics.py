@@ -18,7 +18,7 @@ from prometheus_client.process_collector import ProcessCollector
 from micboard_exporter import __version__
 
 # ``*_created`` series double the exporter's own counters and histograms for no use on a dashboard.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 POLL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 CYCLE_RESULTS = ("successful", "failed", "skipped")

@@ -142,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             exporter = self.server.exporter
-            body = exporter.store.scrape().encode("utf-8") + exporter.metrics.render()
+            body = exporter.store.scrape_bytes() + exporter.metrics.render()
             self._send(HTTPStatus.OK, body, CONTENT_TYPE)
         finally:
             self.server.scrape_slots.release()

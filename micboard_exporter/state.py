@@ -41,7 +41,7 @@ class DeviceState:
 
     view: DeviceView
     prefix: str
-    chunks: list[str]
+    chunks: list[bytes]
     consecutive_failures: int = 0
     last_error: str | None = None
     last_error_reason: str | None = None
@@ -190,11 +190,15 @@ class StateStore:
 
     # ------------------------------------------------------------------ readers (any thread)
 
-    def scrape(self) -> str:
-        """The device part of ``/metrics``."""
+    def scrape_bytes(self) -> bytes:
+        """The device part of ``/metrics``, UTF-8 encoded."""
         with self._lock:
             blocks = [state.chunks for state in self._devices.values()]
         return render_families(blocks)
+
+    def scrape(self) -> str:
+        """The device part of ``/metrics`` as text."""
+        return self.scrape_bytes().decode("utf-8")
 
     def devices(self) -> list[DeviceStatus]:
         """Health of every configured device, in config order."""

@@ -17,7 +17,7 @@ import textwrap
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
@@ -36,9 +36,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 
 from micboard_exporter.cli import build_parser
 from micboard_exporter.config import base_schema, parse_config
-from micboard_exporter.config_types import DeviceConfig
-from micboard_exporter.model import DeviceSnapshot
-from micboard_exporter.plugin import Plugin
+from micboard_exporter.config_types import Config
 from micboard_exporter.poller import parse_shard_index
 from micboard_exporter.registry import PluginRegistry
 
@@ -381,42 +379,49 @@ def test_existing_secret_feeds_every_variable_the_config_names(helm: Helm) -> No
     assert volume["secret"]["defaultMode"] == 0o440
 
 
-class _StandIn(Plugin):
-    """Accepts any options: the test is about secrets reaching the loader, not about a protocol's options."""
-
-    options_schema: ClassVar[Mapping[str, Any]] = {"type": "object"}
-
-    async def poll(self, device: DeviceConfig) -> DeviceSnapshot:
-        raise NotImplementedError
+def _load_like_the_pod(rendered: Rendered, tmp_path: Path, secret: Mapping[str, str]) -> Config:
+    """Play kubelet and the exporter: env from a Secret holding ``secret``, the Secret mounted as files where
+    the chart mounts it, then the exporter's full config check with the installed plugins."""
+    container = rendered.container()
+    environ = {}
+    for name, entry in _env(container).items():
+        ref = entry.get("valueFrom", {}).get("secretKeyRef")
+        if ref is None:
+            continue
+        if ref["key"] in secret:
+            environ[name] = secret[ref["key"]]
+        else:
+            assert ref.get("optional") is True, f"{name}: the pod would not start without key {ref['key']}"
+    text = rendered.one("ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"]
+    mount = next((m for m in container["volumeMounts"] if m["name"] == "device-secrets"), None)
+    if mount is not None:
+        mounted = tmp_path / "secrets"
+        mounted.mkdir()
+        for key, value in secret.items():
+            (mounted / key).write_text(value)
+        text = text.replace(mount["mountPath"], str(mounted))
+    return parse_config("config.yaml", text, PluginRegistry.discover(), environ=environ, base_dir=tmp_path)
 
 
 def test_exporter_config_loader_finds_every_secret_the_pod_gets(helm: Helm, tmp_path: Path) -> None:
-    """Play kubelet: a Secret holding exactly the required keys, mounted where the chart mounts it."""
     rendered = helm.render([values_file("existing-secret.yaml")])
-    container = rendered.container()
-    secret_keys = {"ewdx-foh": "foh-secret", "ewdx-mon": "mon-secret"}  # no EWDX_DEFAULT_PASSWORD key
-    environ = {}
-    for name, entry in _env(container).items():
-        ref = entry["valueFrom"]["secretKeyRef"]
-        if ref["key"] in secret_keys:
-            environ[name] = secret_keys[ref["key"]]
-        else:
-            assert ref.get("optional") is True, f"{name}: pod would not start without key {ref['key']}"
-    mount = next(m for m in container["volumeMounts"] if m["name"] == "device-secrets")
-    mounted = tmp_path / "secrets"
-    mounted.mkdir()
-    for key, value in secret_keys.items():
-        (mounted / key).write_text(value)
-    text = rendered.one("ConfigMap")["data"]["config.yaml"].replace(mount["mountPath"], str(mounted))
-    names = {d["plugin"] for d in yaml.safe_load(text)["devices"]}
-    registry = PluginRegistry.from_classes(*(type(f"StandIn_{n}", (_StandIn,), {"name": n}) for n in names))
-    config = parse_config("config.yaml", text, registry, environ=environ, base_dir=tmp_path)
+    # The Secret lacks EWDX_DEFAULT_PASSWORD: every device brings its own reference.
+    config = _load_like_the_pod(rendered, tmp_path, {"ewdx-foh": "foh-secret", "ewdx-mon": "mon-secret"})
     secrets = {d.id: {k: s.reveal() for k, s in d.secrets.items()} for d in config.devices}
     assert secrets == {
         "stage-left-rack": {},
         "ewdx-foh": {"password": "foh-secret"},
         "ewdx-mon": {"password": "mon-secret"},
     }
+
+
+@pytest.mark.parametrize("scenario", sorted(set(SCENARIOS) - {"existing-configmap.yaml"}))
+def test_every_scenario_config_passes_the_exporters_check(helm: Helm, tmp_path: Path, scenario: str) -> None:
+    """What `micboard-exporter check-config` does at start, on the config each scenario mounts."""
+    rendered = helm.render([values_file(scenario)])
+    config = _load_like_the_pod(rendered, tmp_path, {"ewdx-foh": "x", "ewdx-mon": "y"})
+    source = yaml.safe_load(rendered.one("ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"])
+    assert [d.id for d in config.devices] == [d["id"] for d in source.get("devices") or []]
 
 
 def test_config_naming_a_variable_without_a_secret_fails_the_render(helm: Helm) -> None:
@@ -623,6 +628,9 @@ def test_docs_values_render_and_validate(helm: Helm, chart_with_fixtures: Path, 
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The config shown on the page passes the exporter's own check, with the Secret the page creates.
+    (tmp_path / "pod").mkdir()
+    _load_like_the_pod(rendered, tmp_path / "pod", {"EWDX_FOH_PASSWORD": "x", "EWDX_MON_PASSWORD": "y"})
     if name == "kube-prometheus-stack":
         # What the page promises: Prometheus and Grafana of a release "kps" pick all three up.
         assert rendered.one("ServiceMonitor")["metadata"]["labels"]["release"] == "kps"

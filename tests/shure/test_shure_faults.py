@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
-from shure_helpers import Recorder, device, options, plugin_session, running
+from shure_helpers import FAST, Recorder, device, options, plugin_session, running
 
+from micboard_exporter.config_types import DeviceConfig
 from micboard_exporter.errors import DeviceTimeout, DeviceUnreachable, PollError, ProtocolError
 from micboard_exporter.plugins.shure import ShurePlugin
 from micboard_exporter.simulators.shure import (
@@ -173,3 +175,34 @@ async def test_changed_options_replace_the_session() -> None:
         with anyio.fail_after(2):
             while "SET 0 METER_RATE 00500" not in sim.received_commands():
                 await anyio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_rep_err_to_every_heartbeat_does_not_mark_the_receiver_down() -> None:
+    """A receiver that rejects DEVICE_ID still answers, so it is up (RFD: REP ERR is not "down")."""
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            buffer = b""
+            async for data in stream:
+                buffer += data
+                while b">" in buffer:
+                    request, _, buffer = buffer.partition(b">")
+                    if b"GET 0 ALL" in request:
+                        await stream.send(b"< REP 1 CHAN_NAME {Lectern } >< REP 1 TX_TYPE ULXD2 >")
+                    elif b"GET" in request:
+                        await stream.send(b"< REP ERR >")
+
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, handle)
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
+        dev = DeviceConfig(
+            id="odd", plugin="shure", host="127.0.0.1", port=port,
+            options={"family": "ulxd", "model": "ULXD4", "meter_rate": "0", **FAST},
+        )
+        async with plugin_session() as plugin:
+            for _ in range(2):
+                snap = await plugin.poll(dev)
+                assert snap.channels[0].name == "Lectern"
+                assert snap.channels[0].transmitter is not None
+        tg.cancel_scope.cancel()

@@ -133,9 +133,16 @@ _Link = _TcpLink | _UdpLink
 
 @dataclass
 class _Waiter:
+    """A command waiting for its reply. ``batch`` commands (the seed) take the first reply of any kind."""
+
     match: Callable[[Frame], bool]
+    batch: bool = False
     event: anyio.Event = field(default_factory=anyio.Event)
     frame: Frame | None = None
+
+    def resolve(self, frame: Frame) -> None:
+        self.frame = frame
+        self.event.set()
 
 
 # ------------------------------------------------------------------------------------------------ commands
@@ -158,10 +165,6 @@ def _reply_to(prop: str, channel: int | None) -> Callable[[Frame], bool]:
         return frame.verb in REPLY_VERBS and frame.prop == prop and frame.channel == channel
 
     return match
-
-
-def _never(_frame: Frame) -> bool:
-    return False
 
 
 def seed_commands(family: Family, channels: int, *, get_all: bool) -> list[bytes]:
@@ -319,7 +322,7 @@ class ShureSession:
     # ----- background task ----------------------------------------------------------------------------
 
     def _start(self) -> None:
-        if self._task is None:
+        if self._task is None or self._task.done():
             # The plugin contract gives no task group that outlives a poll, and the exporter runs on
             # asyncio, so the session's loop is a plain asyncio task that aclose() ends and awaits.
             self._task = asyncio.get_running_loop().create_task(
@@ -412,7 +415,7 @@ class ShureSession:
         batch = await self._send_batch(seed_commands(family, channels, get_all=True))
         await self._seed_marker()
         self._forget(batch)
-        if family not in (Family.UHFR, Family.P10T) and any(w.frame is not None for w in batch):
+        if family not in (Family.UHFR, Family.P10T) and any(w.frame is not None and w.frame.is_error for w in batch):
             # REP ERR to GET ALL (HA-SLX reports SLXD4D+ firmware without it): ask property by property.
             _log.info("shure %s: GET ALL rejected, seeding property by property", s.address)
             batch = await self._send_batch(seed_commands(family, self._channels_to_ask(state), get_all=False))
@@ -510,7 +513,9 @@ class ShureSession:
         command, match = heartbeat_command(family)
         frame = await self._request(command, match, step)
         if frame.is_error:
-            raise ProtocolError(f"{self.settings.address}: {step}: REP ERR to {command.decode().strip()}")
+            # Any answer proves the receiver is alive; a REP ERR must never mark it down (it may even
+            # belong to another command: REP ERR names none).
+            _log.debug("shure %s: %s answered with REP ERR", self.settings.address, step)
         self._last_heartbeat = time.monotonic()
 
     async def _request(self, command: bytes, match: Callable[[Frame], bool], step: str) -> Frame:
@@ -534,12 +539,12 @@ class ShureSession:
         return waiter.frame
 
     async def _send_batch(self, commands: list[bytes]) -> list[_Waiter]:
-        """Send commands whose replies just flow into the state; their waiters only catch ``REP ERR``.
+        """Send commands whose replies just flow into the state; their waiters tell ``REP ERR`` from data.
 
-        The waiters stay registered until the caller's next :meth:`_request` is answered: replies come
-        in order, so by then every ``REP ERR`` meant for the batch has arrived.
+        The caller forgets the waiters once its seed marker is answered: replies come in order, so by then
+        every reply meant for the batch has arrived.
         """
-        waiters = [_Waiter(_never) for _ in commands]
+        waiters = [_Waiter(lambda _frame: False, batch=True) for _ in commands]
         self._waiters.extend(waiters)
         for command in commands:
             await self._send(command, "seed")
@@ -557,14 +562,28 @@ class ShureSession:
                 await link.send(command)
 
     def _resolve(self, frame: Frame) -> None:
-        # A REP ERR names no command; the device answers in order, so it belongs to the oldest waiter.
-        for waiter in self._waiters:
-            if waiter.frame is None and (frame.is_error or waiter.match(frame)):
-                waiter.frame = frame
-                waiter.event.set()
-                return
+        """Hand ``frame`` to the command it answers.
+
+        A ``REP ERR`` names no command; the device answers in order, so it belongs to the oldest command
+        still waiting. A data reply goes to the oldest request it matches, else it answers the oldest
+        waiting seed command (the first reply to ``GET ALL`` shows ``GET ALL`` was accepted).
+        """
+        pending = [w for w in self._waiters if w.frame is None]
         if frame.is_error:
-            _log.debug("shure %s: REP ERR nobody waited for", self.settings.address)
+            if pending:
+                pending[0].resolve(frame)
+            else:
+                _log.debug("shure %s: REP ERR nobody waited for", self.settings.address)
+            return
+        for waiter in pending:
+            if not waiter.batch and waiter.match(frame):
+                waiter.resolve(frame)
+                return
+        if frame.verb in REPLY_VERBS:
+            for waiter in pending:
+                if waiter.batch:
+                    waiter.resolve(frame)
+                    return
 
     # ----- closing and errors --------------------------------------------------------------------------
 

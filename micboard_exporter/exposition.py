@@ -136,9 +136,10 @@ def render_device(view: DeviceView, prefix: str | None = None) -> list[bytes]:
         labels = ",".join(f'{k}="{escape_label_value(v or "")}"' for k, v in info)
         chunks[_INFO].append(f"micboard_device_info{{{prefix},{labels}}} 1\n")
     for reason in POLL_ERROR_REASONS:
-        count = view.errors.get(reason, 0)
+        count = view.errors.get(reason, 0)  # a single lookup, safe while the loop updates the dict
         chunks[_ERRORS].append(f'micboard_poll_errors_total{{{prefix},reason="{reason}"}} {count}\n')
-    for event, count in sorted(view.events.items()):
+    # dict() copies atomically under the GIL: the event loop may count an event while a scrape renders.
+    for event, count in sorted(dict(view.events).items()):
         chunks[_EVENTS].append(f'micboard_events_total{{{prefix},event="{event}"}} {count}\n')
     if view.up and snap is not None:
         for ch in snap.channels:
@@ -148,11 +149,17 @@ def render_device(view: DeviceView, prefix: str | None = None) -> list[bytes]:
     return out
 
 
-def render_families(devices: Iterable[Sequence[bytes]]) -> bytes:
-    """The device part of a scrape: every family's header, then each device's chunk for it."""
+def render_families(devices: Iterable[Sequence[bytes]], freshness: Sequence[bytes] | None = None) -> bytes:
+    """The device part of a scrape: every family's header, then each device's chunk for it.
+
+    ``freshness``, when given, replaces the devices' last-success chunks (one per device, same order): the
+    store keeps that chunk apart because it changes on every poll while the rest often does not."""
     blocks = list(devices)
     parts: list[bytes] = []
     for index in range(FAMILY_COUNT):
         parts.append(_HEADERS[index])
-        parts.extend(block[index] for block in blocks)
+        if index == _LAST and freshness is not None:
+            parts.extend(freshness)
+        else:
+            parts.extend(block[index] for block in blocks)
     return b"".join(parts)

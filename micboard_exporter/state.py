@@ -29,8 +29,8 @@ from micboard_exporter.exposition import (
     FAMILY_COUNT,
     DeviceView,
     device_label_prefix,
+    family_parts,
     render_device,
-    render_families,
     render_last_success,
 )
 from micboard_exporter.model import DeviceSnapshot
@@ -197,7 +197,11 @@ class StateStore:
     # ------------------------------------------------------------------ readers (any thread)
 
     def scrape_bytes(self) -> bytes:
-        """The device part of ``/metrics``, UTF-8 encoded: render what changed, join everything."""
+        """The device part of ``/metrics``, UTF-8 encoded, as one buffer."""
+        return b"".join(self.scrape_parts())
+
+    def scrape_parts(self) -> list[bytes]:
+        """The device part of ``/metrics`` as UTF-8 parts in order: render what changed, list everything."""
         with self._render_lock:
             with self._lock:
                 # Take the dirty set before reading any state: a change made while we render marks the
@@ -208,7 +212,7 @@ class StateStore:
                 state.chunks = render_device(state.view, state.prefix)
             with self._lock:
                 states = list(self._devices.values())
-        return render_families([s.chunks for s in states], [s.freshness for s in states])
+        return family_parts([s.chunks for s in states], [s.freshness for s in states])
 
     def scrape(self) -> str:
         """The device part of ``/metrics`` as text."""

@@ -1,7 +1,17 @@
 """``/probe?target=HOST[:PORT]&plugin=NAME``: a one-shot poll of one device, for Prometheus service discovery.
 
-The probe is not an open proxy: it is off unless the config lists ``probe.allowed_targets`` (networks or
-host names) and a target outside them is refused. Each probe uses a fresh plugin instance and a fresh
+The probe is not an open proxy (rules in ``docs/security.md``):
+
+- it is off unless the config lists ``probe.allowed_targets`` (networks or host names);
+- only plugins the running config uses (in ``devices`` or ``defaults``) can be named;
+- an address must lie in an allowed network; a host name must be listed by name;
+- when networks are listed too, an allowed name is resolved once by the exporter and the probe is pinned
+  to the first resolved address that lies in an allowed network (403 when none does). The plugin then
+  connects to that address, so neither a DNS record pointing outside nor a record that changes between
+  the check and the connection (DNS rebinding) can take the probe anywhere else. A name that does not
+  resolve here is handed to the plugin as a name; its own lookup fails the same way.
+
+Refused targets get 403 with the reason. Each probe uses a fresh plugin instance and a fresh
 rendering (nothing shared with the background poller), bounded by Prometheus' scrape timeout header minus
 ``probe.timeout_offset``, and always answers with ``micboard_probe_success`` and
 ``micboard_probe_duration_seconds``.
@@ -9,9 +19,11 @@ rendering (nothing shared with the background poller), bounded by Prometheus' sc
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import re
+import socket
 import time
 from dataclasses import dataclass
 
@@ -24,6 +36,8 @@ from micboard_exporter.registry import PluginRegistry
 
 log = logging.getLogger(__name__)
 
+#: Seconds the exporter's own lookup of an allowed host name may take (a slow resolver must not eat the budget).
+RESOLVE_TIMEOUT_S = 2.0
 #: Used when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds (its own default scrape timeout).
 DEFAULT_SCRAPE_TIMEOUT_S = 10.0
 _TARGET = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+))(?::(?P<port>\d{1,5}))?$")
@@ -55,6 +69,22 @@ def parse_target(value: str) -> ProbeTarget:
     if port is not None and not 0 < port < 65536:
         raise ProbeRequestError(400, f"target port {port} is out of range 1-65535")
     return ProbeTarget(host, port)
+
+
+def allowed_networks(probe: ProbeConfig) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The entries of ``probe.allowed_targets`` that are networks or addresses."""
+    networks = []
+    for allowed in probe.allowed_targets:
+        try:
+            networks.append(ipaddress.ip_network(allowed, strict=False))
+        except ValueError:
+            continue
+    return networks
+
+
+def plugins_in_use(config: Config) -> set[str]:
+    """Plugins the running config uses: those of its devices and those it sets ``defaults`` for."""
+    return {d.plugin for d in config.devices} | set(config.defaults)
 
 
 def target_allowed(target: ProbeTarget, probe: ProbeConfig) -> bool:
@@ -98,9 +128,48 @@ def check_request(config: Config, registry: PluginRegistry, target: str | None, 
     parsed = parse_target(target)
     if not config.probe.enabled:
         raise ProbeRequestError(403, "/probe is disabled: list networks or host names in probe.allowed_targets")
+    if plugin not in plugins_in_use(config):
+        raise ProbeRequestError(403, f"plugin {plugin!r} is not used by the running config (devices or defaults); "
+                                     "/probe only runs plugins the config uses")
     if not target_allowed(parsed, config.probe):
         raise ProbeRequestError(403, f"target {parsed.host} is not in probe.allowed_targets")
     return parsed
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def pin_target(target: ProbeTarget, probe: ProbeConfig) -> str | None:
+    """For a host name when networks are allowed: the address to probe instead; ``None`` to keep the host.
+
+    Raises :class:`ProbeRequestError` (403) when the name resolves only to addresses outside the networks.
+    """
+    networks = allowed_networks(probe)
+    if not networks or _is_address(target.host):
+        return None
+    addresses: list[str] = []
+    with anyio.move_on_after(RESOLVE_TIMEOUT_S):
+        try:
+            infos = await anyio.getaddrinfo(target.host, target.port or 0, type=socket.SOCK_STREAM)
+            addresses = [str(info[4][0]) for info in infos]
+        except OSError as exc:
+            log.info("probe target %s does not resolve (%s); the plugin will try the name", target.host, exc)
+            return None
+    if not addresses:
+        log.info("probe target %s did not resolve within %.0fs; the plugin will try the name", target.host,
+                 RESOLVE_TIMEOUT_S)
+        return None
+    for address in addresses:
+        parsed = ipaddress.ip_address(address.split("%")[0])
+        if any(parsed in network for network in networks):
+            return address
+    raise ProbeRequestError(403, f"target {target.host} resolves to {', '.join(sorted(set(addresses)))}, "
+                                 "outside the networks in probe.allowed_targets")
 
 
 async def run_probe(config: Config, registry: PluginRegistry, target: ProbeTarget, plugin_name: str,
@@ -110,6 +179,8 @@ async def run_probe(config: Config, registry: PluginRegistry, target: ProbeTarge
         plugin_class = registry.get(plugin_name)
     except PluginLoadError as exc:
         raise ProbeRequestError(400, str(exc)) from None
+    started = time.monotonic()
+    pinned = await pin_target(target, config.probe)
     # A target that is a configured device is probed with its own options and secrets; any other
     # allowed target gets the plugin's defaults.
     configured = next(
@@ -125,12 +196,14 @@ async def run_probe(config: Config, registry: PluginRegistry, target: ProbeTarge
         port=target.port,
         options=options,
     )
-    plugin = plugin_class()
-    started = time.monotonic()
     view = DeviceView(config=device)
+    if pinned is not None:
+        # The device keeps its name (id, labels); only the connection goes to the checked address.
+        device = dataclasses.replace(device, host=pinned)
+    plugin = plugin_class()
     success = False
     try:
-        with anyio.fail_after(budget):
+        with anyio.fail_after(max(budget - (time.monotonic() - started), 0.001)):
             view.snapshot = await plugin.poll(device)
         view.up = success = True
         view.last_success = time.time()

@@ -1,16 +1,35 @@
-"""HTTP endpoints, served from a thread pool next to the event loop.
+"""HTTP endpoints, served from a thread per connection next to the event loop.
 
 ``/metrics`` joins pre-rendered text (no device I/O on the scrape path) and gzips it when asked;
 ``/probe`` and ``POST /-/reload`` run on the event loop through the exporter's blocking portal. Unknown paths
 get 404, known paths with the wrong method 405 with an ``Allow`` header.
+
+Hardening (see ``docs/security.md``):
+
+- TLS, basic auth and extra response headers come from ``--web.config.file``
+  (:mod:`micboard_exporter.webconfig`). The TLS handshake runs in the connection's own thread with a
+  deadline, so a client that never finishes it cannot block the accept loop. Basic auth guards every path,
+  ``/-/healthy`` included, as the exporter-toolkit does.
+- A request's line and headers must arrive within :data:`REQUEST_HEAD_TIMEOUT_S` of its first byte, however
+  slowly they drip (a per-``recv`` timeout alone lets a client sending a byte every few seconds hold a
+  thread forever); the request line is capped at :data:`MAX_REQUEST_LINE` bytes (414) and the header block
+  at :data:`MAX_HEADER_BYTES` (431).
+- At most :data:`MAX_CONNECTIONS` connections are served at once (each holds a thread); more are closed at
+  once. ``/metrics`` and ``/probe`` share :data:`MAX_CONCURRENT_SCRAPES` slots; more get 503.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
+import io
 import logging
 import socket
+import ssl
+import sys
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -19,16 +38,27 @@ from urllib.parse import parse_qs, urlsplit
 from micboard_exporter.exposition import CONTENT_TYPE
 from micboard_exporter.landing import render_landing
 from micboard_exporter.probe import ProbeRequestError, check_request, probe_budget, run_probe
+from micboard_exporter.webconfig import WebConfigWatcher
 
 if TYPE_CHECKING:
     from micboard_exporter.app import Exporter
 
 log = logging.getLogger(__name__)
 
-#: Seconds a client may take to send its request (slow clients must not hold a thread forever).
+#: Seconds a single read or write may block, and how long an idle keep-alive connection is kept.
 REQUEST_TIMEOUT_S = 30.0
+#: Seconds from a request's first byte until its last header line (slowloris: a dripping client is cut off).
+REQUEST_HEAD_TIMEOUT_S = 10.0
+#: Seconds a client may take to complete the TLS handshake.
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
+#: Longest request line (method, path with query, version); longer gets 414.
+MAX_REQUEST_LINE = 8192
+#: Largest header block (all header lines together); larger gets 431.
+MAX_HEADER_BYTES = 16384
 #: Concurrent /metrics and /probe requests; more get 503 (like promhttp's MaxRequestsInFlight).
 MAX_CONCURRENT_SCRAPES = 16
+#: Connections served at once (one thread each); more are closed right after accept.
+MAX_CONNECTIONS = 64
 _GZIP_MIN_BYTES = 1024
 
 _ROUTES: dict[str, tuple[str, ...]] = {
@@ -54,18 +84,98 @@ def _first(query: dict[str, list[str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The connection's read side, with a deadline for the request head on top of the per-read timeout.
+
+    Between requests a read may wait :data:`REQUEST_TIMEOUT_S` (keep-alive idle). Once the first byte of a
+    request arrives, every further read is bounded by what is left of :data:`REQUEST_HEAD_TIMEOUT_S`, so
+    the head as a whole has a deadline no matter how slowly it arrives.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline: float | None = None
+        self._arming = False
+
+    def await_request(self) -> None:
+        """The next byte starts a request: arm the head deadline when it arrives."""
+        self._arming = True
+        self._deadline = None
+
+    def head_done(self) -> None:
+        """The head is in: back to the plain per-read timeout (bodies are not read)."""
+        self._arming = False
+        self._deadline = None
+
+    def readable(self) -> bool:
+        """Always: this is the read side."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """One ``recv_into`` bounded by the idle timeout or by what is left of the head deadline."""
+        timeout = REQUEST_TIMEOUT_S
+        if self._deadline is not None:
+            timeout = self._deadline - time.monotonic()
+            if timeout <= 0:
+                raise TimeoutError(f"request head not complete within {REQUEST_HEAD_TIMEOUT_S:g} s")
+        self._sock.settimeout(timeout)
+        n = self._sock.recv_into(buffer)
+        if n and self._arming and self._deadline is None:
+            self._deadline = time.monotonic() + REQUEST_HEAD_TIMEOUT_S
+        return n
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Bind the port even while an old process' connections linger in TIME_WAIT (restarts).
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], exporter: Exporter) -> None:
+    def __init__(self, address: tuple[str, int], exporter: Exporter, web: WebConfigWatcher) -> None:
         self.exporter = exporter
+        self.web = web
         self.scrape_slots = threading.BoundedSemaphore(MAX_CONCURRENT_SCRAPES)
+        self.connection_slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         host = address[0]
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Runs on the accept thread, so it must never block: over the limit, the connection is dropped at once.
+        if not self.connection_slots.acquire(blocking=False):
+            log.warning("connection from %s refused: %d connections already open", client_address[0],
+                        MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.connection_slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        conn = request
+        try:
+            context = self.web.config.ssl_context
+            if context is not None:
+                # The handshake runs here, in the connection's thread, with a deadline of its own.
+                request.settimeout(TLS_HANDSHAKE_TIMEOUT_S)
+                try:
+                    conn = context.wrap_socket(request, server_side=True)
+                except (ssl.SSLError, OSError) as exc:
+                    log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                    return
+            self.finish_request(conn, client_address)
+        except Exception:  # one broken connection must not end the server
+            log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+        finally:
+            self.shutdown_request(conn)
+            self.connection_slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver's default prints a traceback to stderr; a client's misbehaviour is not worth more than debug.
+        log.debug("error serving %s: %s", client_address, sys.exc_info()[1])
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -75,8 +185,91 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = REQUEST_TIMEOUT_S
 
+    def setup(self) -> None:
+        super().setup()
+        self._reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
+
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+    def handle_one_request(self) -> None:
+        """Read one request within the size and time limits, then dispatch it."""
+        try:
+            self._reader.await_request()
+            line = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            if not line:
+                self.close_connection = True
+                return
+            if len(line) > MAX_REQUEST_LINE:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG, f"request line longer than {MAX_REQUEST_LINE} bytes")
+                return
+            head = bytearray()
+            while True:
+                header_line = self.rfile.readline(MAX_HEADER_BYTES + 1 - len(head))
+                if not header_line:
+                    self.close_connection = True
+                    return
+                head += header_line
+                if header_line in (b"\r\n", b"\n"):
+                    break
+                if len(head) > MAX_HEADER_BYTES:
+                    self.requestline = line.decode("latin-1").rstrip("\r\n")
+                    self.request_version = self.command = ""
+                    self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                                    f"headers larger than {MAX_HEADER_BYTES} bytes")
+                    return
+            self._reader.head_done()
+            self.raw_requestline = line
+            # parse_request reads the headers from rfile: hand it the block already read within the limits.
+            connection_rfile, self.rfile = self.rfile, io.BufferedReader(io.BytesIO(bytes(head)))
+            try:
+                if not self.parse_request():
+                    return
+            finally:
+                self.rfile = connection_rfile
+            if self.headers.get("Content-Length", "0").strip() not in ("", "0") or "Transfer-Encoding" in self.headers:
+                # No endpoint reads a body; closing afterwards keeps its bytes from being taken for a request.
+                self.close_connection = True
+            method = getattr(self, "do_" + self.command, None)
+            if method is None:
+                self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method {self.command!r}")
+                return
+            method()
+            self.wfile.flush()
+        except TimeoutError as exc:
+            log.debug("%s: %s", self.client_address[0], exc)
+            self.close_connection = True
+
+    def end_headers(self) -> None:
+        """Add the web config's headers to every response, errors included."""
+        for name, value in self.server.web.config.headers.items():
+            self.send_header(name, value)
+        super().end_headers()
+
+    def _authorized(self) -> bool:
+        auth = self.server.web.auth
+        if not auth.enabled:
+            return True
+        scheme, _, encoded = self.headers.get("Authorization", "").partition(" ")
+        user = password = None
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            user, sep, password = decoded.partition(":")
+            if not sep:
+                user = password = None
+        # A missing or malformed header costs the same bcrypt work as a wrong password: no shortcut to time.
+        if auth.check(user or "", password or "") and user is not None:
+            return True
+        self.close_connection = True
+        self._send(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n",
+                   headers={"WWW-Authenticate": 'Basic realm="micboard-exporter", charset="UTF-8"'})
+        return False
+
 
     # --------------------------------------------------------------------------- plumbing
 
@@ -103,6 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, (message.rstrip("\n") + "\n").encode("utf-8"))
 
     def _dispatch(self) -> None:
+        if not self._authorized():
+            return
         url = urlsplit(self.path)
         allowed = _ROUTES.get(url.path)
         if allowed is None:
@@ -196,11 +391,12 @@ class _Handler(BaseHTTPRequestHandler):
 class HttpServer:
     """The exporter's HTTP server on its own thread."""
 
-    def __init__(self, exporter: Exporter, listen: str) -> None:
+    def __init__(self, exporter: Exporter, listen: str, web: WebConfigWatcher | None = None) -> None:
         host, port = parse_listen(listen)
         if host == "":
             host = "0.0.0.0"
-        self._server = _Server((host, port), exporter)
+        self.web = web or WebConfigWatcher(None)
+        self._server = _Server((host, port), exporter, self.web)
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property
@@ -213,7 +409,8 @@ class HttpServer:
         """Base URL for messages."""
         host = str(self._server.server_address[0])
         shown = "localhost" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
-        return f"http://{shown}:{self.port}/"
+        scheme = "https" if self.web.config.tls is not None else "http"
+        return f"{scheme}://{shown}:{self.port}/"
 
     def start(self) -> None:
         """Start serving on the thread."""

@@ -31,6 +31,7 @@ from micboard_exporter.registry import PluginRegistry
 from micboard_exporter.selfmetrics import SelfMetrics
 from micboard_exporter.server import HttpServer
 from micboard_exporter.state import StateStore
+from micboard_exporter.webconfig import WebConfigWatcher
 
 log = logging.getLogger(__name__)
 event_log = logging.getLogger("micboard_exporter.events")
@@ -75,10 +76,12 @@ class Exporter:
         shard_count: int = 1,
         environ: Mapping[str, str] | None = None,
         metrics: SelfMetrics | None = None,
+        web_config_file: str | Path | None = None,
     ) -> None:
         self.config_path = str(config_path)
         self.registry = registry
         self.listen_override = listen
+        self.web_config_file = web_config_file
         self.shard_index = shard_index
         self.shard_count = shard_count
         self._environ = environ
@@ -142,6 +145,10 @@ class Exporter:
     async def reload(self) -> ReloadOutcome:
         """Validate the config file again and swap it in if good (SIGHUP, ``POST /-/reload``)."""
         async with self._reload_lock:
+            http = self.http
+            if http is not None:
+                # A reload also picks up a changed --web.config.file (rotated certificates) at once.
+                await anyio.to_thread.run_sync(lambda: http.web.maybe_reload(force=True))
             try:
                 config = await anyio.to_thread.run_sync(self.load)
             except ConfigErrors as exc:
@@ -177,7 +184,7 @@ class Exporter:
         if self.config is None:
             await self.apply(self.load())
         # Bind before anything starts, so a taken port is a plain OSError for the caller to report.
-        server = self.http = HttpServer(self, self.listen)
+        server = self.http = HttpServer(self, self.listen, WebConfigWatcher(self.web_config_file))
         try:
             async with anyio.from_thread.BlockingPortal() as portal:
                 self.portal = portal

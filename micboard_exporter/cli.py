@@ -43,6 +43,8 @@ def _add_run_flags(p: argparse.ArgumentParser, *, config_required: bool) -> None
                    help="YAML config file (see docs/configuration.md)")
     p.add_argument("--listen", metavar="ADDR",
                    help="address to serve HTTP on, e.g. :9798 or 127.0.0.1:9798 (overrides 'listen' in the config)")
+    p.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                   help="exporter-toolkit web config: TLS, basic auth, headers (see docs/security.md)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                    help="log verbosity (default: info)")
     p.add_argument("--log-format", default="text", choices=["text", "json"],
@@ -128,6 +130,20 @@ def cmd_plugins() -> int:
     return 0 if all(e.loaded for e in registry.entries.values()) else 1
 
 
+def _check_web_config(path: str | None) -> bool:
+    """Validate ``--web.config.file`` before serving; print every problem and return False when invalid."""
+    if path is None:
+        return True
+    from micboard_exporter.webconfig import load_web_config
+
+    try:
+        load_web_config(path)
+    except ConfigErrors as exc:
+        _print_config_errors(exc)
+        return False
+    return True
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """``run``."""
     from micboard_exporter.app import Exporter
@@ -141,8 +157,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"--shard-index {shard_index} must be in 0..{args.shard_count - 1} (--shard-count {args.shard_count})",
               file=sys.stderr)
         return 2
+    if not _check_web_config(args.web_config_file):
+        return 1
     exporter = Exporter(args.config, PluginRegistry.discover(), listen=args.listen, shard_index=shard_index,
-                        shard_count=args.shard_count)
+                        shard_count=args.shard_count, web_config_file=args.web_config_file)
     try:
         exporter.config = None
         config = exporter.load()
@@ -197,6 +215,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from micboard_exporter.app import Exporter
     from micboard_exporter.simulators.fleet import Fleet, parse_fleet, simulator_kinds
 
+    if not _check_web_config(args.web_config_file):
+        return 1
     kinds = simulator_kinds()
     entries = [dict(e) for e in DEMO_FLEET if e["kind"] in kinds]
     fleet = Fleet(parse_fleet({"simulators": entries}, "demo")) if entries else None
@@ -222,7 +242,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory(prefix="micboard-demo-") as tmp:
                 path = Path(tmp) / "demo.yaml"
                 path.write_text(yaml.safe_dump(config_doc, sort_keys=False), encoding="utf-8")
-                exporter = Exporter(path, PluginRegistry.discover(), listen=listen)
+                exporter = Exporter(path, PluginRegistry.discover(), listen=listen,
+                                    web_config_file=args.web_config_file)
                 await exporter.apply(exporter.load())
                 await exporter.run()
             tg.cancel_scope.cancel()

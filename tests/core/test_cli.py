@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -97,7 +96,6 @@ def exporter_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], st
         [sys.executable, "-m", "micboard_exporter", "run", "--config", str(config), "--listen", f"127.0.0.1:{port}",
          "--log-format", "json"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith("COV")},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20

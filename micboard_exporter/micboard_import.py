@@ -31,7 +31,7 @@ import yaml
 from micboard_exporter.errors import ConfigErrors
 from micboard_exporter.plugins.shure.codec import Family, model_info
 
-__all__ = ["MicboardImportError", "ImportResult", "add_parser", "convert", "run"]
+__all__ = ["Flow", "ImportResult", "MicboardImportError", "add_parser", "convert", "dump_devices", "run"]
 
 #: Micboard ``type`` → our shure ``family``. Micboard and Wirelessboard know the first five (ref §3.1: WB
 #: config.py still lists uhfr, qlxd, ulxd, axtd, p10t); ``slxd`` comes from the s0600204 fork.
@@ -303,16 +303,16 @@ def _device_groups(receivers: Sequence[_Receiver], groups: Sequence[tuple[str, s
 # --------------------------------------------------------------------------------------------- writing
 
 
-class _Flow(dict[str, Any]):
+class Flow(dict[str, Any]):
     """A small mapping written on one line (``{slot: 1, name: Dave}``) so a channel reads as one row."""
 
 
 class _Dumper(yaml.SafeDumper):
-    """SafeDumper that writes :class:`_Flow` mappings in flow style."""
+    """SafeDumper that writes :class:`Flow` mappings in flow style."""
 
 
 _Dumper.add_representer(
-    _Flow, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
+    Flow, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
 )
 
 
@@ -343,10 +343,10 @@ def _render(source: str, receivers: Sequence[_Receiver], labels: Sequence[str | 
         used.add(dev_id)
         entry: dict[str, Any] = {"id": dev_id, "plugin": "shure", "host": receiver.host}
         if group is not None:
-            entry["labels"] = _Flow(group=group)
-        entry["options"] = _Flow(family=receiver.family.value)
+            entry["labels"] = Flow(group=group)
+        entry["options"] = Flow(family=receiver.family.value)
         entry["channels"] = {
-            number: (_Flow(slot=ch.slot, name=ch.name) if ch.name else _Flow(slot=ch.slot))
+            number: (Flow(slot=ch.slot, name=ch.name) if ch.name else Flow(slot=ch.slot))
             for number, ch in sorted(receiver.channels.items())
         }
         devices.append(entry)

@@ -157,7 +157,7 @@ def explain_nothing(result: ScanResult) -> list[str]:
 
 
 def _describe(found: Found) -> str:
-    what = found.model or found.family or found.plugin
+    what = found.model or found.family or "(model unknown)"
     channels = f", {found.channels} channel{'s' if found.channels != 1 else ''}" if found.channels else ""
     family = f" ({found.family}{channels})" if found.family else (f" ({channels[2:]})" if channels else "")
     named = f" named {found.name!r}" if found.name else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Final, TextIO
 
@@ -94,7 +95,7 @@ def summary(result: ScanResult) -> str:
         lines += [f"  {why}" for why in explain_nothing(result)]
     garbage = sum(1 for a in result.attempts if a.reason is Reason.GARBAGE)
     if garbage:
-        hosts = sorted({a.host for a in result.attempts if a.reason is Reason.GARBAGE})
+        hosts = sorted({a.host for a in result.attempts if a.reason is Reason.GARBAGE}, key=ipaddress.ip_address)
         lines.append(f"  {garbage} answer(s) were not well-formed device replies and were not counted "
                      f"({', '.join(hosts[:5])}{', ...' if len(hosts) > 5 else ''})")
     return "\n".join(lines)

@@ -69,6 +69,7 @@ async def _fleet(conn: Connection, receivers: int, changes_per_s: float, seed: i
         seq = 0
         start = time.monotonic()
         tg.start_soon(_step_world, sims)
+        tg.start_soon(_wander_audio, sims, rng)
         while time.monotonic() < start + run_for:
             await anyio.sleep(rng.expovariate(changes_per_s))
             seq += 1
@@ -80,11 +81,12 @@ async def _fleet(conn: Connection, receivers: int, changes_per_s: float, seed: i
         await anyio.sleep(0.3)  # let the last renames leave before the fleet stops
         usage = resource.getrusage(resource.RUSAGE_SELF)
         conn.send((changes, usage.ru_utime + usage.ru_stime - cpu_start))
+        await anyio.to_thread.run_sync(conn.recv)  # serve until the exporter side has closed its sessions
         tg.cancel_scope.cancel()
 
 
 async def _step_world(sims: list[ShureUlxdSimulator]) -> None:
-    """RF and audio wander (so SAMPLEs change) and batteries drain: each receiver once a second, in slices
+    """RF wanders and batteries drain: each receiver once a second, in slices
     of a tenth so the simulator process never stalls its own pushes for long."""
     slices = 10
     while True:
@@ -92,6 +94,16 @@ async def _step_world(sims: list[ShureUlxdSimulator]) -> None:
             await anyio.sleep(1.0 / slices)
             for sim in sims[part::slices]:
                 sim.step(1.0)
+
+
+async def _wander_audio(sims: list[ShureUlxdSimulator], rng: random.Random) -> None:
+    """Programme audio moves all the time: a new level every 100 ms, so (nearly) every SAMPLE differs, as
+    on a live receiver. This is the expensive case for the exporter."""
+    channels = [ch for sim in sims for ch in sim.channels]
+    while True:
+        await anyio.sleep(0.1)
+        for ch in channels:
+            ch.audio_rms_dbfs = min(-6.0, max(-60.0, -24.0 + rng.gauss(0.0, 6.0)))
 
 
 # ------------------------------------------------------------------------------------------ parent: exporter
@@ -193,6 +205,7 @@ async def _main(args: argparse.Namespace) -> int:
         publishes = probe.publishes - publishes_start
         scrape_bytes = len(store.scrape())
         await plugin.aclose()
+        parent_conn.send("stop")
     finally:
         child.join(timeout=10)
         if child.is_alive():

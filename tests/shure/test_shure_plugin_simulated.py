@@ -285,3 +285,26 @@ async def test_p10t_rf_mute_shows_as_transmitter_off() -> None:
     # The PSM1000 framing (REPORT, CRLF after each frame) was read without a single undecodable frame.
     session = plugin.session("rx1")
     assert session is None  # closed by plugin_session on exit
+
+
+@pytest.mark.anyio
+async def test_fast_metering_is_coalesced_but_state_changes_are_not() -> None:
+    """At 100 ms metering with the audio moving every sample, meter-only publishes are limited to about
+    two a second, while a pushed battery change still goes out at once."""
+    sim = ShureUlxdSimulator(seed=14, model="ULXD4")
+    recorder = Recorder()
+    async with running(sim), plugin_session(recorder) as plugin:
+        await plugin.poll(device(sim, meter_rate="100ms"))
+        await recorder.wait_for(lambda s: s.channels[0].audio_level_dbfs is not None)
+        start = len(recorder.snapshots)
+        levels = [-30.0, -20.0]
+        for i in range(15):  # 1.5 s: ~15 SAMPLE batches, each with a different audio level
+            sim.channels[0].audio_rms_dbfs = levels[i % 2]
+            await anyio.sleep(0.1)
+        meter_publishes = len(recorder.snapshots) - start
+        assert 2 <= meter_publishes <= 5, meter_publishes
+        sim.channels[0].battery_ratio = 0.1
+        pushed_at = anyio.current_time()
+        sim.changed()
+        await recorder.wait_for(lambda s: _bars(s, 0) == 1)
+        assert recorder.snapshots[-1][0] - pushed_at < 0.1

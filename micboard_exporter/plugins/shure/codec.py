@@ -215,7 +215,8 @@ class Frame:
 
 def parse_frame(text: str) -> Frame:
     """Tokenise a frame's inner text. ``{...}`` values lose their braces and padding (ref §1.2)."""
-    tokens = [_unbrace(t) for t in _TOKEN.findall(text)]
+    # Most traffic (SAMPLE, numeric REP) has no {...} string: a plain split is several times faster.
+    tokens = [_unbrace(t) for t in _TOKEN.findall(text)] if "{" in text else text.split()
     if not tokens or not tokens[0]:
         raise FramingError("empty frame")
     verb = tokens[0].upper()

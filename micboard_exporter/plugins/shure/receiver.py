@@ -8,6 +8,7 @@ and renders a :class:`~micboard_exporter.model.DeviceSnapshot`. No I/O.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -24,6 +25,20 @@ from micboard_exporter.plugins.shure.codec import (
 )
 
 MANUFACTURER: Final = "Shure"
+#: Readings that only metering (SAMPLE) moves; a change in nothing else is a "meter" change, which the
+#: session may coalesce (see :class:`Change`).
+METER_KEYS: Final = frozenset({
+    "rf_a", "rf_b", "rf_c", "rf_d", "rf_combined", "active_a", "active_b", "active_c", "active_d",
+    "link_quality_ratio", "audio_level_dbfs", "audio_peak_dbfs",
+})
+
+
+class Change(enum.IntEnum):
+    """How much a frame changed the snapshot: nothing, meter readings only, or state worth pushing now."""
+
+    NONE = 0
+    METER = 1
+    STATE = 2
 
 
 @dataclass
@@ -38,12 +53,12 @@ class ChannelState:
     _clipping: bool = False
     _cached: ChannelSnapshot | None = None
 
-    def apply(self, update: ChannelFields) -> bool:
-        """Fold one frame's readings in; return whether anything the snapshot shows changed."""
-        changed = self._apply(update)
-        if changed:
+    def apply(self, update: ChannelFields) -> Change:
+        """Fold one frame's readings in; return how much the snapshot changed."""
+        change = self._apply(update)
+        if change:
             self._cached = None
-        return changed
+        return change
 
     def reset(self) -> None:
         """Forget the readings (not the counters)."""
@@ -52,30 +67,30 @@ class ChannelState:
         self._clipping = False
         self._cached = None
 
-    def _apply(self, update: ChannelFields) -> bool:
+    def _apply(self, update: ChannelFields) -> Change:
         present_before = self.transmitter_present
-        changed = False
+        change = Change.NONE
         for key, value in update.items():
             if key in ("link_up", "clip"):
                 continue
             if key not in self.fields or self.fields[key] != value:  # type: ignore[literal-required]
                 self.fields[key] = value  # type: ignore[literal-required]
-                changed = True
+                change = max(change, Change.METER if key in METER_KEYS else Change.STATE)
         link = update.get("link_up")
         if link is not None:
             # A dropout is a present transmitter's link going from heard to not heard (DESIGN.md
             # micboard_rf_dropouts_total). Counted on the edge, so a 1-s fade between scrapes is not lost.
             if self._linked is True and not link and present_before:
                 self.rf_dropouts += 1
-                changed = True
+                change = Change.STATE
             self._linked = link
         clip = update.get("clip")
         if clip is not None:
             if clip and not self._clipping:
                 self.audio_clips += 1
-                changed = True
+                change = Change.STATE
             self._clipping = clip
-        return changed
+        return change
 
     @property
     def transmitter_known(self) -> bool:
@@ -153,25 +168,26 @@ class ReceiverState:
     channels: dict[int, ChannelState] = field(default_factory=dict)
     _cached: DeviceSnapshot | None = None
 
-    def apply(self, decoded: Decoded) -> bool:
-        """Fold one decoded frame in; return whether the snapshot changed."""
-        changed = self._apply(decoded)
-        if changed:
+    def apply(self, decoded: Decoded) -> Change:
+        """Fold one decoded frame in; return how much the snapshot changed."""
+        change = self._apply(decoded)
+        if change:
             self._cached = None
-        return changed
+        return change
 
-    def _apply(self, decoded: Decoded) -> bool:
-        changed = False
+    def _apply(self, decoded: Decoded) -> Change:
+        change = Change.NONE
         for key, value in decoded.device_fields.items():
             if self.device.get(key) != value:
                 self.device[key] = value  # type: ignore[literal-required]
-                changed = True
+                change = Change.STATE
         if decoded.channel is not None and decoded.channel_fields:
             channel = self.channels.get(decoded.channel)
             if channel is None:
                 channel = self.channels[decoded.channel] = ChannelState(decoded.channel)
-            changed = channel.apply(decoded.channel_fields) or changed
-        return changed
+                change = Change.STATE
+            change = max(change, channel.apply(decoded.channel_fields))
+        return change
 
     def reset_readings(self) -> None:
         """Forget readings (after a reconnect they may be stale) but keep the event counters."""

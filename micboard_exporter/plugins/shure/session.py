@@ -49,7 +49,7 @@ from micboard_exporter.plugins.shure.codec import (
     parse_frame,
     split_datagram,
 )
-from micboard_exporter.plugins.shure.receiver import ReceiverState
+from micboard_exporter.plugins.shure.receiver import Change, ReceiverState
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +58,8 @@ _log = logging.getLogger(__name__)
 _TIMEOUT_ERRNOS: Final = frozenset({errno.ETIMEDOUT})
 _UDP_MAX_DATAGRAM: Final = 65_535
 _STOP_METER_BUDGET_S: Final = 0.25
+#: Meter-only changes are published at most this often per receiver (state changes always at once).
+_METER_PUBLISH_INTERVAL_S: Final = 0.5
 
 Status = Literal["idle", "connecting", "ready", "failed", "closed"]
 
@@ -250,6 +252,7 @@ class ShureSession:
         self._send_lock = anyio.Lock()
         self._request_lock = anyio.Lock()
         self._last_heartbeat = 0.0
+        self._last_publish = 0.0
         self._metering = False
         self.connections = 0
         """How many connections reached "ready" (for tests and logs)."""
@@ -347,16 +350,14 @@ class ShureSession:
         while not self._closing:
             self._set_status("connecting")
             self._conn_error = None
-            reached_ready = False
-            try:
-                reached_ready = await self._connect_and_serve()
-            except PollError as exc:
-                self._conn_error = exc
+            reached_ready = await self._connect_and_serve()
             if self.closing:
                 break
             error = self._conn_error or DeviceUnreachable(f"{self.settings.address}: connection ended")
-            if self._status == "ready":
-                _log.info("shure %s: connection lost: %s", self.settings.address, error)
+            if reached_ready:
+                _log.info("shure %s: connection lost, reconnecting: %s", self.settings.address, error)
+            else:
+                _log.debug("shure %s: connection attempt failed: %s", self.settings.address, error)
             self._error = error
             self._set_status("failed")
             if reached_ready:
@@ -370,8 +371,12 @@ class ShureSession:
     async def _connect_and_serve(self) -> bool:
         """One connection from connect to close. Returns whether it got ready; errors via _conn_error."""
         s = self.settings
-        with self._mapped("connect"), anyio.fail_after(s.reply_timeout):
-            link = await _open_link(s)
+        try:
+            with self._mapped("connect"), anyio.fail_after(s.reply_timeout):
+                link = await _open_link(s)
+        except PollError as exc:
+            self._conn_error = exc
+            return False
         self._link = link
         self._waiters = []
         reached_ready = False
@@ -396,8 +401,6 @@ class ShureSession:
         finally:
             self._conn_scope = None
             await self._close_link(link)
-        if self._conn_error is not None:
-            raise self._conn_error
         return reached_ready
 
     async def _setup(self) -> None:
@@ -470,12 +473,24 @@ class ShureSession:
         return info.family
 
     async def _reader(self, link: _Link) -> None:
+        # The text of the last SAMPLE per channel: an identical one changes nothing, and at a 100 ms meter
+        # rate most of the traffic is SAMPLE, so skipping the parse is the cheapest work there is.
+        last_sample: dict[str, str] = {}
+        pending_meter = False
         try:
             while True:
                 with self._mapped("read"):
                     texts = await link.receive()
-                    frames = [parse_frame(text) for text in texts]
-                changed = False
+                    frames = []
+                    for text in texts:
+                        stripped = text.strip()
+                        if stripped.startswith("SAMPLE "):
+                            channel = stripped.split(" ", 2)[1]
+                            if last_sample.get(channel) == stripped:
+                                continue
+                            last_sample[channel] = stripped
+                        frames.append(parse_frame(stripped))
+                change = Change.NONE
                 for frame in frames:
                     self._resolve(frame)
                     if self.state is None:
@@ -486,9 +501,21 @@ class ShureSession:
                         self.decode_errors += 1
                         _log.debug("shure %s: skipped %s: %s", self.settings.address, frame, exc)
                         continue
-                    changed = self.state.apply(decoded) or changed
-                if changed and self._status == "ready":
+                    change = max(change, self.state.apply(decoded))
+                if self._status != "ready":
+                    continue
+                # State (a REP push, a transmitter coming or going, a dropout or clip counted) is published
+                # at once. Meter readings alone are coalesced to one publish per _METER_PUBLISH_INTERVAL_S:
+                # at a fast meter rate a snapshot per SAMPLE batch would cost far more than any scrape needs.
+                now = time.monotonic()
+                if change is Change.STATE or (
+                    (change is Change.METER or pending_meter)
+                    and now - self._last_publish >= _METER_PUBLISH_INTERVAL_S
+                ):
                     self._notify()
+                    pending_meter = False
+                elif change is Change.METER:
+                    pending_meter = True
         except PollError as exc:
             self._abort(exc)
 
@@ -644,6 +671,7 @@ class ShureSession:
     def _notify(self) -> None:
         if self.state is None:
             return
+        self._last_publish = time.monotonic()
         try:
             self._on_change(self.state)
         except Exception:  # noqa: BLE001 - a broken subscriber must not take the session down

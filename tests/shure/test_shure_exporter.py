@@ -10,11 +10,13 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+import yaml
 from shure_helpers import running
 
 from micboard_exporter.app import Exporter
 from micboard_exporter.plugins.shure import ShurePlugin
 from micboard_exporter.registry import PluginRegistry
+from micboard_exporter.simulators.fleet import Fleet, parse_fleet
 from micboard_exporter.simulators.shure import ShureQlxdSimulator, ShureUlxdSimulator
 
 
@@ -86,3 +88,28 @@ async def test_stalled_receiver_goes_down_with_reason_and_comes_back(tmp_path: P
         ulxd.faults.stall = False
         await _metric_until(client, r'^micboard_device_up\{device="stage"\} 1$')
         await _metric_until(client, r'^micboard_transmitter_present\{device="stage",channel="1"\} 1$')
+
+
+@pytest.mark.anyio
+async def test_a_fleet_of_every_family_is_served_from_its_own_exporter_config(tmp_path: Path) -> None:
+    """What ``micboard-exporter demo`` does for the Shure kinds: fleet → generated config → all devices up."""
+    specs = parse_fleet({"simulators": [
+        {"kind": "shure-ulxd", "id": "ulxd", "model": "ULXD4Q", "seed": 1},
+        {"kind": "shure-axtd", "id": "axient", "model": "AD4Q", "seed": 2, "options": {"quadversity": True}},
+        {"kind": "shure-qlxd", "id": "qlxd", "seed": 3},
+        {"kind": "shure-slxd", "id": "slxd", "model": "SLXD4D", "seed": 4},
+        {"kind": "shure-uhfr", "id": "uhfr", "model": "UR4D", "seed": 5},
+        {"kind": "shure-p10t", "id": "psm", "seed": 6},
+    ]})
+    fleet = Fleet(specs)
+    async with anyio.create_task_group() as tg:
+        await tg.start(lambda task_status: fleet.run(step=0.5, task_status=task_status))
+        config = fleet.exporter_config(interval="500ms")
+        del config["listen"]
+        async with exporter_for(yaml.safe_dump(config), tmp_path) as (_, client):
+            for sim_id in ("ulxd", "axient", "qlxd", "slxd", "uhfr", "psm"):
+                await _metric_until(client, rf'^micboard_device_up\{{device="{sim_id}"[,}}].* 1$')
+            # Quadversity: four antennas per Axient channel once metering runs.
+            await _metric_until(client, r'^micboard_rf_signal_strength_dbm\{device="axient",.*channel="4",antenna="d"\} -\d')
+            await _metric_until(client, r'^micboard_transmitter_info\{device="psm",.*channel="2",model="P10T".*\} 1$')
+        tg.cancel_scope.cancel()

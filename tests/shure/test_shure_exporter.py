@@ -110,6 +110,7 @@ async def test_a_fleet_of_every_family_is_served_from_its_own_exporter_config(tm
             for sim_id in ("ulxd", "axient", "qlxd", "slxd", "uhfr", "psm"):
                 await _metric_until(client, rf'^micboard_device_up\{{device="{sim_id}"[,}}].* 1$')
             # Quadversity: four antennas per Axient channel once metering runs.
-            await _metric_until(client, r'^micboard_rf_signal_strength_dbm\{device="axient",.*channel="4",antenna="d"\} -\d')
+            quad = r'^micboard_rf_signal_strength_dbm\{device="axient",.*channel="4",antenna="d"\} -\d'
+            await _metric_until(client, quad)
             await _metric_until(client, r'^micboard_transmitter_info\{device="psm",.*channel="2",model="P10T".*\} 1$')
         tg.cancel_scope.cancel()

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import yaml
 
-from micboard_exporter import __version__, micboard_import
+from micboard_exporter import __version__, discovery, micboard_import
 from micboard_exporter.durations import parse_duration
 from micboard_exporter.errors import ConfigErrors
 from micboard_exporter.logsetup import setup_logging
@@ -22,7 +22,7 @@ from micboard_exporter.registry import PluginRegistry
 
 log = logging.getLogger("micboard_exporter.cli")
 
-COMMANDS = ("run", "check-config", "plugins", "simulate", "demo", "import-micboard")
+COMMANDS = ("run", "check-config", "plugins", "simulate", "demo", "import-micboard", "discover")
 
 #: The built-in demo fleet: real protocols over loopback where a simulator exists for the kind.
 DEMO_FLEET: tuple[dict[str, Any], ...] = (
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="log verbosity (default: info)")
 
     micboard_import.add_parser(sub)
+    discovery.add_parser(sub)
 
     demo = sub.add_parser("demo", help="start a mixed simulated fleet and the exporter polling it")
     _add_run_flags(demo, config_required=False)
@@ -271,6 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_plugins()
     if args.command == "import-micboard":
         return micboard_import.run(args)
+    if args.command == "discover":
+        return discovery.run(args)
     setup_logging(args.log_level, getattr(args, "log_format", "text"))
     if args.command == "simulate":
         return cmd_simulate(args)

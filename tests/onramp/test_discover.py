@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import random
 import socket
@@ -17,7 +16,7 @@ import anyio.from_thread
 import pytest
 import yaml
 
-from micboard_exporter import discovery
+from micboard_exporter.cli import main
 from micboard_exporter.config import parse_config
 from micboard_exporter.discovery.scan import Ports, ScanOptions, scan
 from micboard_exporter.discovery.shure import SlpListen, parse_slp
@@ -32,15 +31,6 @@ from micboard_exporter.simulators.shure import (
     ShureUhfrSimulator,
     ShureUlxdSimulator,
 )
-
-
-def main(argv: list[str]) -> int:
-    """``micboard-exporter discover ...`` through the subcommand's own parser and ``run`` (the same objects the
-    CLI wires in), so these tests do not depend on the CLI wiring landing first."""
-    parser = argparse.ArgumentParser(prog="micboard-exporter")
-    discovery.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return int(args.handler(args))
 
 
 def _subnet() -> str:

@@ -3,6 +3,7 @@ devices' freshness keeps advancing, memory stays bounded, and the device comes b
 
 from __future__ import annotations
 
+import gc
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -185,17 +186,19 @@ def sscv2_entry(sim: SennheiserEwdxSimulator, device_id: str, port: int) -> dict
     return entry
 
 
+_SSCV2_LEAK = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
 @pytest.mark.parametrize(("mode", "reason"), [
     # TLS handshake failure. The exporter survives and recovers, but every failed handshake leaves the
     # client socket unclosed (ResourceWarning, an fd until GC): a sennheiser-sscv2 / httpx bug, see the report.
     pytest.param("not-tls", "unreachable", marks=pytest.mark.xfail(
         reason="sennheiser-sscv2 leaks the socket of a failed TLS handshake", strict=True)),
-    ("http-500", "unreachable"),
-    ("http-429", "unreachable"),
-    # 50 MB JSON body, streamed lazily by the proxy. Passes its assertions every time; about one run in
-    # four a client socket abandoned mid-body is left unclosed (ResourceWarning): the same sscv2 leak.
-    pytest.param("http-huge", "protocol", marks=pytest.mark.xfail(
-        reason="sennheiser-sscv2 intermittently leaks the socket of a response abandoned mid-body", strict=False)),
+    # These three pass their assertions; what they also do is drop client sockets unclosed now and then
+    # (the same leak), so its warning is contained here and collected before the next test.
+    pytest.param("http-500", "unreachable", marks=_SSCV2_LEAK),
+    pytest.param("http-429", "unreachable", marks=_SSCV2_LEAK),
+    pytest.param("http-huge", "protocol", marks=_SSCV2_LEAK),  # 50 MB JSON body, streamed lazily by the proxy
 ])
 async def test_sscv2_http_faults(tmp_path: Path, mode: str, reason: str) -> None:
     good, bad = ShureUlxdSimulator(seed=1), SennheiserEwdxSimulator(seed=3)
@@ -220,6 +223,7 @@ async def test_sscv2_http_faults(tmp_path: Path, mode: str, reason: str) -> None
                     # With retries off, at most one request per poll: the exporter does not hammer a device
                     # that asks it to back off (Retry-After itself is not honoured; see the report).
                     assert proxy.requests < 40
+    gc.collect()  # leaked sockets warn here, in this test, not in whichever test runs next
 
 
 async def test_sscv2_stalled_device_and_event_stream(tmp_path: Path) -> None:

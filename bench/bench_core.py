@@ -24,7 +24,8 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import MappingProxyType
@@ -151,9 +152,11 @@ def serve_baseline(store: StateStore) -> tuple[ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/metrics"
 
 
-async def bench_scrape(n: int, repeat: int, tmp: Path) -> dict[str, Any]:
-    config = tmp / "scrape.yaml"
-    lines = ["poll: {interval: 1s, timeout: 5s, max_concurrency: 512}", "devices:"]
+@asynccontextmanager
+async def synthetic_exporter(n: int, tmp: Path, *, interval: str) -> AsyncIterator[tuple[Exporter, str]]:
+    """A whole exporter on a free loopback port polling ``n`` synthetic 4-channel receivers; yields its URL."""
+    config = tmp / f"synthetic-{n}-{interval}.yaml"
+    lines = [f"poll: {{interval: {interval}, timeout: 5s, max_concurrency: 512}}", "devices:"]
     lines += [
         f"  - {{id: rx-{i:05d}, plugin: synthetic, host: 127.0.0.1, labels: {{room: room-{i % 20}}}, "
         f"options: {{seed: {i}, channels: 4}}}}"
@@ -167,7 +170,12 @@ async def bench_scrape(n: int, repeat: int, tmp: Path) -> dict[str, Any]:
         while not exporter.store.ready:
             await anyio.sleep(0.05)
         assert exporter.http is not None
-        ours_url = f"http://127.0.0.1:{exporter.http.port}/metrics"
+        yield exporter, f"http://127.0.0.1:{exporter.http.port}/metrics"
+        tg.cancel_scope.cancel()
+
+
+async def bench_scrape(n: int, repeat: int, tmp: Path) -> dict[str, Any]:
+    async with synthetic_exporter(n, tmp, interval="1s") as (exporter, ours_url):
         baseline_server, baseline_url = serve_baseline(exporter.store)
         size_ours = len(await anyio.to_thread.run_sync(get, ours_url))
         size_base = len(await anyio.to_thread.run_sync(get, baseline_url))
@@ -179,7 +187,6 @@ async def bench_scrape(n: int, repeat: int, tmp: Path) -> dict[str, Any]:
             base += await anyio.to_thread.run_sync(timed_gets, baseline_url, 1)
         baseline_server.shutdown()
         baseline_server.server_close()
-        tg.cancel_scope.cancel()
     m_ours, m_base = statistics.median(ours), statistics.median(base)
     return {
         "devices": n,
@@ -244,24 +251,10 @@ def _scrape_on_request(url: str, conn: Any) -> None:
 
 
 async def bench_publish(n: int, seconds: float, tmp: Path) -> dict[str, Any]:
-    config = tmp / "publish.yaml"
-    lines = ["poll: {interval: 30s, timeout: 5s, max_concurrency: 512}", "devices:"]
-    lines += [
-        f"  - {{id: rx-{i:05d}, plugin: synthetic, host: 127.0.0.1, options: {{seed: {i}, channels: 4}}}}"
-        for i in range(n)
-    ]
-    config.write_text("\n".join(lines) + "\n")
-    exporter = Exporter(config, PluginRegistry.discover(), listen="127.0.0.1:0")
     lags: list[float] = []
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe()
-    async with anyio.create_task_group() as tg:
-        await exporter.apply(exporter.load())
-        await tg.start(lambda task_status: exporter.run(handle_signals=False, task_status=task_status))
-        while not exporter.store.ready:
-            await anyio.sleep(0.05)
-        assert exporter.http is not None
-        url = f"http://127.0.0.1:{exporter.http.port}/metrics"
+    async with synthetic_exporter(n, tmp, interval="30s") as (exporter, url):
         scraper = ctx.Process(target=_scrape_on_request, args=(url, there), daemon=True)
         scraper.start()
         snaps = {d.device_id: d.snapshot for d in exporter.store.devices()}
@@ -293,7 +286,6 @@ async def bench_publish(n: int, seconds: float, tmp: Path) -> dict[str, Any]:
             lags.append(seen - t0)
         here.send(None)
         await anyio.to_thread.run_sync(scraper.join, 10)
-        tg.cancel_scope.cancel()
     lags.sort()
     return {
         "devices": n,

@@ -5,8 +5,10 @@ feeds every published snapshot into the real :class:`~micboard_exporter.state.St
 the exposition chunks ``/metrics`` serves) and polls every device every ``--poll-interval`` like the poller.
 
 Lag: the child renames a random channel (an unsolicited ``< REP x CHAN_NAME {Bnnn} >``) and notes the
-monotonic time just before it pushes; the parent notes the time once the store has rendered a snapshot
-carrying that name. ``time.monotonic`` is the same clock in both processes on Linux.
+monotonic time just before it pushes; the parent notes the time once the store has taken a snapshot
+carrying that name (any scrape that starts after that instant shows it). ``time.monotonic`` is the same
+clock in both processes on Linux. A thread scrapes the store every ``--scrape-interval`` as an HTTP handler
+would, so the CPU figures include rendering ``/metrics`` (which the store does lazily, at scrape time).
 
     .venv/bin/python bench/bench_shure_push.py                                   # 50 receivers, 20 s
     .venv/bin/python bench/bench_shure_push.py -n 500 --duration 300 --meter-rate 1s
@@ -22,6 +24,7 @@ import random
 import resource
 import statistics
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 from types import MappingProxyType
@@ -192,10 +195,19 @@ async def _main(args: argparse.Namespace) -> int:
                     poll_failures += await _poll_all(plugin, store, devices)
                     cycles.append(time.monotonic() - started)
 
+            def scrape_forever() -> None:
+                while not stop_scraping.wait(args.scrape_interval):
+                    store.scrape_bytes()
+
+            stop_scraping = threading.Event()
+            scraper = threading.Thread(target=scrape_forever, name="scraper", daemon=True)
+            scraper.start()
             tg.start_soon(poller)
             changes: list[tuple[int, float, int, int]]
             changes, fleet_cpu = await anyio.to_thread.run_sync(parent_conn.recv)
             await anyio.sleep(0.5)  # let the last pushes land
+            stop_scraping.set()
+            await anyio.to_thread.run_sync(scraper.join)
             tg.cancel_scope.cancel()
         wall = time.monotonic() - wall_start
         ru_end = resource.getrusage(resource.RUSAGE_SELF)
@@ -264,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--meter-rate", default="1s", help="plugin meter_rate option, e.g. 1s, 100ms, 0")
     parser.add_argument("--changes-per-s", type=float, default=20.0, help="pushed renames per second (fleet)")
     parser.add_argument("--poll-interval", type=float, default=5.0, help="seconds between poll cycles")
+    parser.add_argument("--scrape-interval", type=float, default=1.0,
+                        help="seconds between scrapes of the store (rendering /metrics is part of the cost)")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds after the first poll before measuring")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--verbose", action="store_true", help="list changes that never showed up")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,12 @@ def test_demo_serves_every_simulated_device() -> None:
         for d in expected:
             assert f'micboard_channel_info{{device="{d}",room="demo",channel="1",' in text
         assert 'slot=""' not in text
+        # promtool's linter accepts a real scrape of every protocol's metrics.
+        promtool = shutil.which("promtool")
+        assert promtool, "promtool not found: run `make tools` (Debian package 'prometheus')"
+        lint = subprocess.run([promtool, "check", "metrics"], input=httpx.get(url, timeout=5).content,
+                              capture_output=True, timeout=30, check=False)
+        assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), lint
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -186,19 +186,12 @@ def sscv2_entry(sim: SennheiserEwdxSimulator, device_id: str, port: int) -> dict
     return entry
 
 
-_SSCV2_LEAK = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-
-
 @pytest.mark.parametrize(("mode", "reason"), [
-    # TLS handshake failure. The exporter survives and recovers, but every failed handshake leaves the
-    # client socket unclosed (ResourceWarning, an fd until GC): a sennheiser-sscv2 / httpx bug, see the report.
-    pytest.param("not-tls", "unreachable", marks=pytest.mark.xfail(
-        reason="sennheiser-sscv2 leaks the socket of a failed TLS handshake", strict=True)),
-    # These three pass their assertions; what they also do is drop client sockets unclosed now and then
-    # (the same leak), so its warning is contained here and collected before the next test.
-    pytest.param("http-500", "unreachable", marks=_SSCV2_LEAK),
-    pytest.param("http-429", "unreachable", marks=_SSCV2_LEAK),
-    pytest.param("http-huge", "protocol", marks=_SSCV2_LEAK),  # 50 MB JSON body, streamed lazily by the proxy
+    # A TLS handshake failure: a socket closed on every way out of the handshake, cancellation included.
+    ("not-tls", "unreachable"),
+    ("http-500", "unreachable"),
+    ("http-429", "unreachable"),
+    ("http-huge", "protocol"),  # 50 MB JSON body, streamed lazily by the proxy
 ])
 async def test_sscv2_http_faults(tmp_path: Path, mode: str, reason: str) -> None:
     good, bad = ShureUlxdSimulator(seed=1), SennheiserEwdxSimulator(seed=3)
@@ -223,7 +216,7 @@ async def test_sscv2_http_faults(tmp_path: Path, mode: str, reason: str) -> None
                     # With retries off, at most one request per poll: the exporter does not hammer a device
                     # that asks it to back off (Retry-After itself is not honoured; see the report).
                     assert proxy.requests < 40
-    gc.collect()  # leaked sockets warn here, in this test, not in whichever test runs next
+    gc.collect()  # a leaked socket would warn (and fail) here, in this test, not in whichever test runs next
 
 
 async def test_sscv2_stalled_device_and_event_stream(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from micboard_exporter.errors import AuthError, DeviceTimeout, DeviceUnreachable
 from micboard_exporter.plugins.sennheiser._common import BackgroundTask
 from micboard_exporter.plugins.sennheiser.sscv2 import codec
 from micboard_exporter.plugins.sennheiser.sscv2.codec import ABSENT, ResourceValue
+from micboard_exporter.plugins.sennheiser.sscv2.transport import SSCv2Transport
 
 _log = logging.getLogger(__name__)
 
@@ -98,18 +99,16 @@ class SSCv2Session:
             else:
                 # Loading CA files reads the disk: keep it off the event loop.
                 verify = await anyio.to_thread.run_sync(lambda: ssl.create_default_context(cafile=self._ca_file))
+            # One connection carries the event stream; the others serve GET/PUT with keep-alive.
+            limits = httpx.Limits(max_connections=4, max_keepalive_connections=3)
             self._client = httpx.AsyncClient(
                 base_url=f"https://{self._host}:{self._port}",
                 auth=self._auth,
-                verify=verify,
-                http1=True,
-                http2=False,
                 # Devices sit on the AV LAN: no proxy or CA bundle from the environment applies.
                 trust_env=False,
                 timeout=httpx.Timeout(self.timeout),
-                # One connection carries the event stream; the others serve GET/PUT with keep-alive.
-                limits=httpx.Limits(max_connections=4, max_keepalive_connections=3),
-                transport=self._transport,
+                # Tests may inject one (respx); ours closes the socket of an interrupted TLS handshake.
+                transport=self._transport or SSCv2Transport(verify=verify, limits=limits),
                 headers={"Accept": "application/json"},
             )
         return self._client

@@ -128,8 +128,8 @@ class FaultProxy:
     - ``flood``: send ``flood_prefix`` then ``flood_bytes`` bytes with no frame end, and keep the connection open;
     - ``not-tls``: answer the client's first bytes (its ClientHello) with plain text and close;
     - ``http-500`` / ``http-429`` / ``http-huge``: terminate TLS with a throw-away certificate and answer every
-      request with 500, with 429 and ``Retry-After``, or with a ``huge_bytes`` JSON body generated lazily in
-      chunks (never held in memory) until the client gives up.
+      request with 500, with 429 and ``Retry-After: {retry_after}``, or with a ``huge_bytes`` JSON body
+      generated lazily in chunks (never held in memory) until the client gives up.
     """
 
     upstream_port: int
@@ -138,6 +138,7 @@ class FaultProxy:
     flood_prefix: bytes = b"< REP 1 CHAN_NAME {"
     flood_bytes: int = 1 << 20
     huge_bytes: int = 50 * 1024 * 1024
+    retry_after: str = "30"
     port: int = 0
     connections: int = 0
     requests: int = 0
@@ -213,7 +214,8 @@ class FaultProxy:
                 if mode == "http-500":
                     await tls.send(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops!")
                 elif mode == "http-429":
-                    await tls.send(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 30\r\nContent-Length: 0\r\n\r\n")
+                    await tls.send(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: %s\r\nContent-Length: 0\r\n\r\n"
+                                   % self.retry_after.encode())
                 else:
                     await tls.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                    b"Transfer-Encoding: chunked\r\n\r\n")

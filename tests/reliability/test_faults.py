@@ -201,11 +201,18 @@ async def test_sscv2_http_faults(tmp_path: Path, mode: str, reason: str) -> None
         async with simulators(proxy):
             devices = [*BASE_DEVICES, shure_entry(good, "good-shure"), sscv2_entry(bad, "bad", proxy.port)]
             async with exporter_running(config(devices), tmp_path) as (_, client, _):
+                pauses: list[tuple[float, int]] = []  # (time the fault began, requests so far) per pause
+
                 async def inject() -> None:
                     proxy.requests = 0
+                    proxy.retry_after = "2"
                     proxy.set_mode(mode)
+                    pauses.append((anyio.current_time(), 0))
 
                 async def clear() -> None:
+                    if mode == "http-429":  # long enough for one pause to end and the next to begin
+                        await anyio.sleep(max(0.0, pauses[0][0] + 2.5 - anyio.current_time()))
+                    pauses.append((anyio.current_time(), proxy.requests))
                     proxy.set_mode("pass")
 
                 await exercise(client, "bad", reason, inject, clear)
@@ -213,9 +220,11 @@ async def test_sscv2_http_faults(tmp_path: Path, mode: str, reason: str) -> None
                     # The body was really being sent, and the exporter stopped reading at its cap.
                     assert 0 < proxy.huge_sent < proxy.huge_bytes
                 if mode == "http-429":
-                    # With retries off, at most one request per poll: the exporter does not hammer a device
-                    # that asks it to back off (Retry-After itself is not honoured; see the report).
-                    assert proxy.requests < 40
+                    # Retry-After: 2 is honoured: after the first answer, the polls and the event stream
+                    # wait it out, so the device sees one round of requests (those already in flight
+                    # when the first 429 came: at most 4 GETs and the stream) per 2 s, not one per poll.
+                    (began, _), (ended, requests) = pauses
+                    assert requests <= 5 * (1 + int((ended - began) / 2)), (requests, ended - began)
     gc.collect()  # a leaked socket would warn (and fail) here, in this test, not in whichever test runs next
 
 

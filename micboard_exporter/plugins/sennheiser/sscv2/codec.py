@@ -11,6 +11,8 @@ JSON value a GET returns, which is also exactly what an SSE notification carries
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -197,6 +199,28 @@ def parse_subscription_error(body: bytes) -> str | None:
     if isinstance(obj, dict) and isinstance(obj.get("path"), str):
         return normalize_path(obj["path"])
     return None
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3), or ``None`` when it is unusable.
+
+    The header is either delay-seconds (``120``) or an HTTP-date (``Fri, 31 Dec 1999 23:59:59 GMT``);
+    ``now`` is the wall-clock time (POSIX seconds) the date is measured from. A date in the past gives a
+    negative number: the caller decides what "already over" means. Bounds are the caller's too.
+    """
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(text)  # float, not int: no digit limit, and an absurd length is just "long" (inf)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are always GMT; the obsolete forms parse without a zone
+        when = when.replace(tzinfo=datetime.UTC)
+    try:
+        return when.timestamp() - now
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def encode_path_list(paths: list[str]) -> bytes:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import random
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Final
 
@@ -32,6 +33,9 @@ DEFAULT_MAX_BODY_BYTES: Final = 256 * 1024
 DEFAULT_SSE_IDLE_TIMEOUT_S: Final = 120.0
 BACKOFF_MIN_S: Final = 0.5
 BACKOFF_MAX_S: Final = 30.0
+#: Longest pause a ``Retry-After`` can impose. A device asking for more (or a bogus date far ahead) is
+#: still polled every five minutes, so a recovered device is not dark for hours.
+RETRY_AFTER_MAX_S: Final = 300.0
 _AUTH_ADVICE: Final = (
     "check in Sennheiser Control Cockpit that the device's '3rd party media control access' is set to "
     "'Secure' and that the configured password ({source}) is the third-party password"
@@ -58,12 +62,16 @@ class SSCv2Session:
         on_update: Callable[[dict[str, ResourceValue]], None],
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        clock: Callable[[], float] = anyio.current_time,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         opts = device.options
         self.device_id = device.id
         self.address = f"{device.host}:{device.port or 443}"
         self._on_update = on_update
         self._sleep = sleep
+        self._clock = clock
+        self._wall_clock = wall_clock
         self.timeout = float(opts.get("timeout", DEFAULT_REQUEST_TIMEOUT_S))
         self.max_body = int(opts.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES))
         self.sse_idle_timeout = float(opts.get("sse_idle_timeout", DEFAULT_SSE_IDLE_TIMEOUT_S))
@@ -87,6 +95,9 @@ class SSCv2Session:
         """Incremented each time a subscription becomes live, so the plugin can re-read everything once."""
         self.subscribed = False
         self.last_stream_error: PollError | None = None
+        self.hold_until: float | None = None
+        """``clock()`` time before which nothing is sent: the device asked for a pause (429/503 + Retry-After)."""
+        self._hold_cause = ""
         self._stream = BackgroundTask(f"sscv2-sse-{device.id}", self._stream_loop)
 
     # ---------------------------------------------------------------- client and error mapping
@@ -137,7 +148,39 @@ class SSCv2Session:
         except codec.MalformedResponse as exc:
             raise ProtocolError(f"{where}: {exc}") from exc
 
-    def _check_status(self, status: int, step: str) -> None:
+    def _check_hold(self, step: str) -> None:
+        """Refuse to send while the device's ``Retry-After`` pause lasts (a transient error, no traffic)."""
+        if self.hold_until is None:
+            return
+        remaining = self.hold_until - self._clock()
+        if remaining <= 0:
+            self.hold_until = None
+            return
+        raise DeviceUnreachable(
+            f"{self.device_id} ({self.address}) {step}: not sent, the device asked for a pause "
+            f"({self._hold_cause}); next request in {remaining:.1f} s"
+        )
+
+    @property
+    def hold_remaining(self) -> float:
+        """Seconds left of the device's ``Retry-After`` pause (0 when there is none)."""
+        return 0.0 if self.hold_until is None else max(0.0, self.hold_until - self._clock())
+
+    def _hold_for(self, status: int, retry_after: str | None) -> str:
+        """Start the pause a 429/503 asks for; returns what to add to the error message."""
+        if retry_after is None:
+            return ""
+        delay = codec.parse_retry_after(retry_after, self._wall_clock())
+        if delay is None:
+            return f" (unusable Retry-After {retry_after[:40]!r} ignored)"
+        if delay <= 0:
+            return ""
+        delay = min(delay, RETRY_AFTER_MAX_S)
+        self.hold_until = max(self.hold_until or 0.0, self._clock() + delay)
+        self._hold_cause = f"HTTP {status} with Retry-After: {retry_after[:40]}"
+        return f"; Retry-After: {retry_after[:40]}, next request in {delay:g} s"
+
+    def _check_status(self, status: int, step: str, retry_after: str | None = None) -> None:
         if status in (401, 403):
             self._log_auth(status)
             raise AuthError(
@@ -145,7 +188,9 @@ class SSCv2Session:
                 + _AUTH_ADVICE.format(source=self._secret_source)
             )
         if status == 429 or status >= 500:
-            raise DeviceUnreachable(f"{self.device_id} ({self.address}) {step}: HTTP {status}")
+            # RFC 9110 §10.2.3: Retry-After comes with 429 (RFC 6585 §4) and 503; honour it on both.
+            pause = self._hold_for(status, retry_after) if status in (429, 503) else ""
+            raise DeviceUnreachable(f"{self.device_id} ({self.address}) {step}: HTTP {status}{pause}")
 
     def _log_auth(self, status: int) -> None:
         if self._auth_logged:
@@ -178,12 +223,13 @@ class SSCv2Session:
     async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         """One request with a total deadline and a capped body; returns status and body bytes."""
         step = f"{method} {path}"
+        self._check_hold(step)
         client = await self._get_client()
         headers = {"Content-Type": "application/json"} if body is not None else None
         with self._mapped(step):
             with anyio.fail_after(self.timeout):
                 async with client.stream(method, path, content=body, headers=headers) as response:
-                    self._check_status(response.status_code, step)
+                    self._check_status(response.status_code, step, response.headers.get("retry-after"))
                     data = await self._read_capped(response, step)
             if response.status_code < 300:
                 self._auth_logged = False  # log again if the credentials break later
@@ -274,19 +320,22 @@ class SSCv2Session:
                 await self._delete_session()
             if was_live:
                 backoff = self.backoff_min
-            # Full jitter keeps a rack of receivers that lost power together from reconnecting in lockstep.
-            await self._sleep(backoff * (0.5 + random.random() / 2))  # noqa: S311 - jitter, not crypto
+            # Full jitter keeps a rack of receivers that lost power together from reconnecting in lockstep;
+            # a device that asked for a pause (Retry-After) is not called again before it ends.
+            jittered = backoff * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+            await self._sleep(max(jittered, self.hold_remaining))
             backoff = min(backoff * 2, self.backoff_max)
 
     async def _run_stream(self) -> None:
-        client = await self._get_client()
         step = f"GET {codec.SUBSCRIPTIONS_PATH} (event stream)"
+        self._check_hold(step)
+        client = await self._get_client()
         timeout = httpx.Timeout(self.timeout, read=self.sse_idle_timeout)
         with self._mapped(step):
             async with client.stream(
                 "GET", codec.SUBSCRIPTIONS_PATH, headers={"Accept": "text/event-stream"}, timeout=timeout
             ) as response:
-                self._check_status(response.status_code, step)
+                self._check_status(response.status_code, step, response.headers.get("retry-after"))
                 if response.status_code != 200:
                     raise ProtocolError(f"{self.device_id} ({self.address}) {step}: HTTP {response.status_code}")
                 location = response.headers.get("content-location")

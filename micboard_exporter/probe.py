@@ -9,7 +9,8 @@ The probe is not an open proxy (rules in ``docs/security.md``):
   to the first resolved address that lies in an allowed network (403 when none does). The plugin then
   connects to that address, so neither a DNS record pointing outside nor a record that changes between
   the check and the connection (DNS rebinding) can take the probe anywhere else. A name that does not
-  resolve here is handed to the plugin as a name; its own lookup fails the same way.
+  resolve here (or not within ``RESOLVE_TIMEOUT_S``) is refused too: it cannot be checked against the
+  networks, and a plugin given the name would resolve it again, maybe to somewhere else.
 
 Refused targets get 403 with the reason. Each probe uses a fresh plugin instance and a fresh
 rendering (nothing shared with the background poller), bounded by Prometheus' scrape timeout header minus
@@ -147,23 +148,26 @@ def _is_address(host: str) -> bool:
 async def pin_target(target: ProbeTarget, probe: ProbeConfig) -> str | None:
     """For a host name when networks are allowed: the address to probe instead; ``None`` to keep the host.
 
-    Raises :class:`ProbeRequestError` (403) when the name resolves only to addresses outside the networks.
+    Raises :class:`ProbeRequestError` (403) when the name resolves only to addresses outside the networks,
+    or does not resolve at all: an address we could not check is not one we may connect to.
     """
     networks = allowed_networks(probe)
     if not networks or _is_address(target.host):
         return None
-    addresses: list[str] = []
+    refusal = "with networks in probe.allowed_targets a name is probed only at an address in them"
+    infos = None
     with anyio.move_on_after(RESOLVE_TIMEOUT_S):
         try:
             infos = await anyio.getaddrinfo(target.host, target.port or 0, type=socket.SOCK_STREAM)
-            addresses = [str(info[4][0]) for info in infos]
         except OSError as exc:
-            log.info("probe target %s does not resolve (%s); the plugin will try the name", target.host, exc)
-            return None
+            log.info("probe target %s refused: it does not resolve (%s)", target.host, exc)
+            raise ProbeRequestError(403, f"target {target.host} does not resolve ({exc}); {refusal}") from None
+    if infos is None:
+        log.info("probe target %s refused: it did not resolve within %gs", target.host, RESOLVE_TIMEOUT_S)
+        raise ProbeRequestError(403, f"target {target.host} did not resolve within {RESOLVE_TIMEOUT_S:g} s; {refusal}")
+    addresses = [str(info[4][0]) for info in infos]
     if not addresses:
-        log.info("probe target %s did not resolve within %.0fs; the plugin will try the name", target.host,
-                 RESOLVE_TIMEOUT_S)
-        return None
+        raise ProbeRequestError(403, f"target {target.host} resolves to no address; {refusal}")
     for address in addresses:
         parsed = ipaddress.ip_address(address.split("%")[0])
         if any(parsed in network for network in networks):

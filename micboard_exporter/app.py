@@ -23,7 +23,7 @@ from anyio.abc import TaskStatus
 from micboard_exporter import __version__
 from micboard_exporter.config import load_config
 from micboard_exporter.config_types import Config, DeviceConfig
-from micboard_exporter.errors import ConfigErrors, PluginLoadError
+from micboard_exporter.errors import ConfigErrors
 from micboard_exporter.events import DeviceEvent
 from micboard_exporter.plugin import Plugin
 from micboard_exporter.poller import Poller, select_shard
@@ -120,10 +120,8 @@ class Exporter:
         devices = self.my_devices(config)
         needed = {d.plugin for d in devices}
         for name in sorted(needed - self.plugins.keys()):
-            try:
-                self.plugins[name] = self.registry.get(name)(publish=self.store.publish)
-            except PluginLoadError:
-                raise
+            # The config was validated against this registry, so every plugin it names has loaded.
+            self.plugins[name] = self.registry.get(name)(publish=self.store.publish)
         new_ids = {d.id: d for d in devices}
         for dev_id, dev in old.items():
             if dev_id not in new_ids or new_ids[dev_id] != dev:

@@ -165,7 +165,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     exporter = Exporter(args.config, PluginRegistry.discover(), listen=args.listen, shard_index=shard_index,
                         shard_count=args.shard_count, web_config_file=args.web_config_file)
     try:
-        exporter.config = None
         config = exporter.load()
     except ConfigErrors as exc:
         _print_config_errors(exc)

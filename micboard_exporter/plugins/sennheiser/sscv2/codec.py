@@ -93,8 +93,13 @@ class SSEParser:
         while i < n:
             c = chunk[i]
             if c == "\r" or c == "\n":
-                yield self._line + chunk[start:i]
+                line = self._line + chunk[start:i]
                 self._line = ""
+                # Checked on whole lines too, not only on the partial one held between chunks: otherwise
+                # the same stream would pass or fail depending on where the network split it.
+                if len(line) > self._max_event:
+                    raise MalformedResponse(f"event stream line longer than {self._max_event} characters")
+                yield line
                 if c == "\r":
                     if i + 1 < n:
                         if chunk[i + 1] == "\n":
@@ -149,6 +154,9 @@ def decode_json(body: bytes | str) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         excerpt = body[:60]
         raise MalformedResponse(f"malformed JSON ({exc}): {excerpt!r}") from exc
+    except RecursionError:
+        # json nests by recursion: a body of a few kilobytes of "[[[[" would otherwise escape as a bug.
+        raise MalformedResponse(f"JSON nested too deeply: {body[:60]!r}") from None
 
 
 def normalize_path(path: str) -> str:

@@ -153,6 +153,10 @@ class Exporter:
                 self.metrics.reload_successful.set(0)
                 log.error("config reload rejected, keeping the running config:\n%s", exc)
                 return ReloadOutcome(False, f"config reload rejected, keeping the running config:\n{exc}")
+            except Exception as exc:  # a loader bug must not take a running exporter down (logged below)
+                self.metrics.reload_successful.set(0)
+                log.exception("config reload failed unexpectedly, keeping the running config")
+                return ReloadOutcome(False, f"config reload failed, keeping the running config: {exc!r}")
             if self.config is not None and config.checksum == self.config.checksum:
                 self.metrics.reload_successful.set(1)
                 self.metrics.reload_timestamp.set(time.time())

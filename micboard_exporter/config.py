@@ -94,6 +94,14 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"found a {type(key).__name__} used as a key; keys must be plain names or numbers",
+                key_node.start_mark,
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping",
@@ -118,6 +126,8 @@ def _parse_yaml(source: str, text: str) -> Any:
         raise ConfigErrors([ConfigError(source, "", f"YAML syntax error at {where}: {problem}")]) from None
     except yaml.YAMLError as exc:
         raise ConfigErrors([ConfigError(source, "", f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise ConfigErrors([ConfigError(source, "", "YAML nested too deeply to be a config file")]) from None
 
 
 # -------------------------------------------------------------------------------------- validation
@@ -309,6 +319,16 @@ def _duration(value: Any, default: float) -> float:
     return parse_duration(value) if isinstance(value, str) else default
 
 
+def _dict(value: Any) -> dict[Any, Any]:
+    """``value`` if it is a mapping, else empty: semantic checks also run on documents the schema rejected."""
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    """``value`` if it is a list, else empty (see :func:`_dict`)."""
+    return value if isinstance(value, list) else []
+
+
 def _semantic_errors(source: str, doc: Mapping[str, Any], registry: PluginRegistry) -> list[ConfigError]:
     errors: list[ConfigError] = []
     listen = doc.get("listen")
@@ -316,7 +336,7 @@ def _semantic_errors(source: str, doc: Mapping[str, Any], registry: PluginRegist
         port = int(listen.rsplit(":", 1)[1]) if listen.rsplit(":", 1)[1].isdigit() else -1
         if not 0 <= port < 65536:
             errors.append(ConfigError(source, "listen", f"port {port} is out of range 1-65535 (0: any free port)"))
-    poll = doc.get("poll") or {}
+    poll = _dict(doc.get("poll"))
     for key in ("interval", "timeout"):
         try:
             zero = isinstance(poll.get(key), str) and parse_duration(poll[key]) <= 0
@@ -324,20 +344,19 @@ def _semantic_errors(source: str, doc: Mapping[str, Any], registry: PluginRegist
             zero = False  # already reported by the schema check
         if zero:
             errors.append(ConfigError(source, f"poll.{key}", "must be greater than zero"))
-    for name, opts in (doc.get("defaults") or {}).items():
+    for name, opts in _dict(doc.get("defaults")).items():
         errors.extend(_inline_secret_errors(source, f"defaults.{name}", opts))
         if name not in registry.entries:
             available = ", ".join(registry.available()) or "none"
             errors.append(
                 ConfigError(source, f"defaults.{name}", f"unknown plugin {name!r}; available plugins: {available}")
             )
-    probe = doc.get("probe") or {}
-    for i, target in enumerate(probe.get("allowed_targets") or []):
+    for i, target in enumerate(_list(_dict(doc.get("probe")).get("allowed_targets"))):
         if isinstance(target, str) and (problem := _validate_target(target)):
             errors.append(ConfigError(source, f"probe.allowed_targets[{i}]", problem))
     seen_ids: dict[str, int] = {}
     slots: dict[int, str] = {}
-    for i, dev in enumerate(doc.get("devices") or []):
+    for i, dev in enumerate(_list(doc.get("devices"))):
         if not isinstance(dev, dict):
             continue
         dev_id = dev.get("id")
@@ -361,7 +380,7 @@ def _semantic_errors(source: str, doc: Mapping[str, Any], registry: PluginRegist
         host = dev.get("host")
         if isinstance(host, str) and (problem := _validate_host(host)):
             errors.append(ConfigError(source, f"devices[{i}].host", problem))
-        for number, chan in (dev.get("channels") or {}).items():
+        for number, chan in _dict(dev.get("channels")).items():
             slot = chan.get("slot") if isinstance(chan, dict) else None
             if isinstance(slot, int):
                 where = f"devices[{i}].channels.{number}.slot"
@@ -376,7 +395,7 @@ def _normalise_channel_keys(doc: Any) -> None:
     """YAML reads ``channels: {1: ...}`` with int keys; JSON Schema wants string keys."""
     if not isinstance(doc, dict):
         return
-    for dev in doc.get("devices") or []:
+    for dev in _list(doc.get("devices")):
         if isinstance(dev, dict) and isinstance(dev.get("channels"), dict):
             dev["channels"] = {str(k): v for k, v in dev["channels"].items()}
 

@@ -98,7 +98,8 @@ class FrameReader:
 
     ``<``/``>`` framing for the TCP families; a ``>`` inside a ``{...}`` string does not end a frame. Bytes
     between frames may only be whitespace (CR/LF after PSM1000 replies, ref §1.2). A partial frame longer
-    than ``max_frame_bytes`` raises :class:`FramingError` instead of growing without bound.
+    than ``max_frame_bytes`` raises :class:`FramingError` instead of growing without bound, and so does a
+    complete frame over that size, however it was split across reads.
     """
 
     def __init__(self, *, max_frame_bytes: int = 4096) -> None:
@@ -127,6 +128,12 @@ class FrameReader:
             close = _find_close(buf, pos + 1)
             if close < 0:
                 break
+            if close + 1 - pos > self.max_frame_bytes:
+                # The same limit for a frame that arrived whole as for one still arriving: what is accepted
+                # must not depend on how the network happened to split the stream.
+                size = close + 1 - pos
+                buf.clear()
+                raise FramingError(f"frame exceeds {self.max_frame_bytes} bytes ({size} bytes)")
             frames.append(_decode_text(bytes(buf[pos + 1 : close])))
             pos = close + 1
         del buf[:pos]

@@ -97,6 +97,11 @@ def parse_line(line: str) -> Line | ErrorReply:
     return Line(keyword=keyword, rest=rest.strip())
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts superscripts such as ``²``, which ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _ints(line: Line, count: int) -> list[int]:
     params = line.params
     if len(params) < count:
@@ -119,9 +124,9 @@ class Frequency:
 def parse_frequency(line: Line) -> Frequency:
     """Frequency in kHz; bank/channel are optional on set echoes."""
     params = line.params
-    if not params or not params[0].isdigit():
+    if not params or not _is_number(params[0]):
         raise MalformedLine(f"Frequency without kHz: {line.rest!r}")
-    extra = [int(p) if p.isdigit() else None for p in params[1:3]] + [None, None]
+    extra = [int(p) if _is_number(p) else None for p in params[1:3]] + [None, None]
     return Frequency(khz=int(params[0]), bank=extra[0], channel=extra[1])
 
 
@@ -195,7 +200,7 @@ def parse_bat(line: Line) -> float | None:
     value = line.rest.strip()
     if value == "?":
         return None
-    if not value.isdigit():
+    if not _is_number(value):
         raise MalformedLine(f"Bat is neither a percentage nor '?': {value!r}")
     return min(int(value), 100) / 100.0
 

@@ -62,6 +62,8 @@ def decode(datagram: bytes) -> dict[str, Any]:
         obj = json.loads(text, object_pairs_hook=_merge_pairs)
     except ValueError as exc:
         raise MalformedMessage(f"not JSON ({exc}): {text[:60]!r}") from exc
+    except RecursionError:
+        raise MalformedMessage(f"JSON nested too deeply: {text[:60]!r}") from None
     if not isinstance(obj, dict):
         raise MalformedMessage(f"not a JSON object: {text[:60]!r}")
     return obj

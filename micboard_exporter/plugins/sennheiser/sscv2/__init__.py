@@ -30,7 +30,7 @@ from micboard_exporter.plugin import Plugin, Publish, discard
 from micboard_exporter.plugins.sennheiser._common import EventCounter
 from micboard_exporter.plugins.sennheiser.sscv2 import codec
 from micboard_exporter.plugins.sennheiser.sscv2.codec import ABSENT, ResourceValue
-from micboard_exporter.plugins.sennheiser.sscv2.session import ResourceNotFound, SSCv2Session
+from micboard_exporter.plugins.sennheiser.sscv2.session import ResourceNotFound, SessionClosed, SSCv2Session
 
 __all__ = ["SSCv2Plugin"]
 
@@ -375,7 +375,16 @@ class SSCv2Plugin(Plugin):
             state = None
         if state is None:
             state = self._devices[device.id] = _Device(device, self.publish, self._transport)
-        return await state.poll()
+        try:
+            return await state.poll()
+        except SessionClosed:
+            if not state.ready or self._devices.get(device.id) is state:
+                raise
+            # A reload closed this device's session while this poll was using it (the device left the
+            # config or changed). That is not the device failing: answer with what it told us until a
+            # moment ago instead of a failure that would mark a healthy device down until the next poll.
+            # Nothing is reopened here; the new config's session takes over at its first poll.
+            return state.snapshot()
 
     async def forget(self, device_id: str) -> None:
         """Close the device's session: stop the stream, DELETE the subscription, close the client."""

@@ -46,6 +46,13 @@ class ResourceNotFound(ProtocolError):
     """HTTP 404: the path does not exist on this device (e.g. channel 3 on an EM 2)."""
 
 
+class SessionClosed(ProtocolError):
+    """The session was closed (the device left the config or changed) while a poll was still using it.
+
+    Not transient: retrying would open a new session for a device the exporter no longer polls.
+    """
+
+
 class SSCv2Session:
     """HTTP/1.1 keep-alive client for one device plus its (optional) SSE subscription.
 
@@ -99,8 +106,15 @@ class SSCv2Session:
         """``clock()`` time before which nothing is sent: the device asked for a pause (429/503 + Retry-After)."""
         self._hold_cause = ""
         self._stream = BackgroundTask(f"sscv2-sse-{device.id}", self._stream_loop)
+        self._closed = False
 
     # ---------------------------------------------------------------- client and error mapping
+
+    def _check_open(self, step: str) -> None:
+        # A reload can close the session while a poll is still running: that poll must not open a new
+        # client or event stream, or they would outlive the session with nobody left to close them.
+        if self._closed:
+            raise SessionClosed(f"{self.device_id} ({self.address}) {step}: session closed by a reload")
 
     async def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -132,21 +146,32 @@ class SSCv2Session:
             yield
         except PollError:
             raise
-        except TimeoutError as exc:
-            raise DeviceTimeout(f"{where}: no answer within {self.timeout:g} s") from exc
-        except httpx.TimeoutException as exc:
-            raise DeviceTimeout(f"{where}: {type(exc).__name__}") from exc
-        except httpx.TransportError as exc:
+        except Exception as exc:
+            if self._closed:  # the client was closed under this request: not the device's fault
+                raise SessionClosed(f"{where}: session closed by a reload") from exc
+            typed = self._typed(where, exc)
+            if typed is None:
+                raise
+            raise typed from exc
+
+    def _typed(self, where: str, exc: Exception) -> PollError | None:
+        """The poll error for a transport exception; ``None`` for one that is not about the device (a bug)."""
+        if isinstance(exc, TimeoutError):  # before OSError, its base class
+            return DeviceTimeout(f"{where}: no answer within {self.timeout:g} s")
+        if isinstance(exc, httpx.TimeoutException):  # before TransportError, its base class
+            return DeviceTimeout(f"{where}: {type(exc).__name__}")
+        if isinstance(exc, httpx.TransportError):
             if _is_cert_error(exc):
-                raise ProtocolError(
+                return ProtocolError(
                     f"{where}: TLS certificate not trusted ({_root(exc)}); set the device option ca_file to "
                     "the device's CA certificate, or verify_tls: false"
-                ) from exc
-            raise DeviceUnreachable(f"{where}: {type(exc).__name__}: {_root(exc)}") from exc
-        except OSError as exc:
-            raise DeviceUnreachable(f"{where}: {exc}") from exc
-        except codec.MalformedResponse as exc:
-            raise ProtocolError(f"{where}: {exc}") from exc
+                )
+            return DeviceUnreachable(f"{where}: {type(exc).__name__}: {_root(exc)}")
+        if isinstance(exc, OSError):
+            return DeviceUnreachable(f"{where}: {exc}")
+        if isinstance(exc, codec.MalformedResponse):
+            return ProtocolError(f"{where}: {exc}")
+        return None
 
     def _check_hold(self, step: str) -> None:
         """Refuse to send while the device's ``Retry-After`` pause lasts (a transient error, no traffic)."""
@@ -220,9 +245,16 @@ class SSCv2Session:
                 )
         return bytes(body)
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """One request with a total deadline and a capped body; returns status and body bytes."""
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, *, closing: bool = False
+    ) -> tuple[int, bytes]:
+        """One request with a total deadline and a capped body; returns status and body bytes.
+
+        ``closing`` lets the final DELETE of a subscription through while the session is being closed.
+        """
         step = f"{method} {path}"
+        if not closing:
+            self._check_open(step)
         self._check_hold(step)
         client = await self._get_client()
         headers = {"Content-Type": "application/json"} if body is not None else None
@@ -253,6 +285,7 @@ class SSCv2Session:
 
     def subscribe(self, paths: list[str]) -> None:
         """Keep a subscription for ``paths``; starts the stream, or re-PUTs the list on the live session."""
+        self._check_open("subscribe")
         self._paths = list(paths)
         self._stream.start()
 
@@ -282,6 +315,7 @@ class SSCv2Session:
         """Drop the current stream (its session is deleted) and start a new one."""
         await self._stream.stop()
         self.subscribed = False
+        self._check_open("restart the event stream")
         self._stream.start()
 
     async def _put_paths(self, uuid: str) -> None:
@@ -361,7 +395,7 @@ class SSCv2Session:
         # Sessions per user are limited: always give ours back, even while being cancelled.
         with anyio.CancelScope(shield=True), anyio.move_on_after(min(self.timeout, 2.0)):
             try:
-                await self.request("DELETE", f"{codec.SUBSCRIPTIONS_PATH}/{uuid}")
+                await self.request("DELETE", f"{codec.SUBSCRIPTIONS_PATH}/{uuid}", closing=True)
             except PollError as exc:
                 _log.debug("sennheiser-sscv2 %s: DELETE of session %s failed: %s", self.device_id, uuid, exc)
 
@@ -371,7 +405,8 @@ class SSCv2Session:
         return self._stream.running
 
     async def aclose(self) -> None:
-        """Stop the stream (deleting the session) and close the client."""
+        """Stop the stream (deleting the session) and close the client; the session cannot be reopened."""
+        self._closed = True
         await self._stream.stop()
         await self._delete_session()
         if self._client is not None:

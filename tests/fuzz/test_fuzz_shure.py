@@ -63,17 +63,24 @@ def test_any_split_of_a_valid_stream_gives_the_same_frames(data: st.DataObject) 
     assert read_all([stream]) == expected
 
 
-@fuzz(400)
-@given(st.binary(max_size=300), st.data())
-def test_arbitrary_bytes_raise_only_framing_errors(stream: bytes, data: st.DataObject) -> None:
-    """Whatever arrives, the reader returns frames or raises :class:`FramingError`; a stream the pieces
-    read without error reads the same when it arrives in one piece."""
-    cuts = data.draw(cut_points(len(stream)))
+def outcome(pieces: list[bytes]) -> list[str] | None:
+    """The frames of a stream fed in ``pieces``, or ``None`` when the reader refused it."""
     try:
-        chunked = read_all(split_at(stream, cuts))
+        return read_all(pieces)
     except FramingError:
-        return
-    assert read_all([stream]) == chunked
+        return None
+
+
+@fuzz(400)
+@given(st.one_of(st.binary(max_size=300),
+                 st.lists(st.one_of(frame_texts(), st.text(_PRINTABLE, min_size=LIMIT - 4, max_size=LIMIT + 4)),
+                          max_size=4).map(lambda fs: "".join("<" + f + ">\r\n" for f in fs).encode("ascii"))),
+       st.data())
+def test_arbitrary_bytes_read_the_same_however_they_are_split(stream: bytes, data: st.DataObject) -> None:
+    """Whatever arrives, the reader returns frames or raises :class:`FramingError`, and the outcome (frames,
+    or refusal: garbage, a frame over the limit) does not depend on where the stream was split."""
+    cuts = data.draw(cut_points(len(stream)))
+    assert outcome(split_at(stream, cuts)) == outcome([stream])
 
 
 @fuzz(200)

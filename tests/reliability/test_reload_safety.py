@@ -9,8 +9,8 @@ scrapes ``/metrics`` without pause.
   descriptors and running asyncio tasks it had before the loop, the simulators of devices that left hold no
   connection and no SSCv2 subscription session, and the ones that stayed hold exactly one each.
 
-Invalid files here are the kinds the loader rejects with ``ConfigErrors``. A section of the wrong type
-(``poll: true``) currently crashes the loader instead (reported, tests/fuzz/README.md); add it here with the fix.
+Invalid files include the kinds that once crashed the loader (a section of the wrong type, a non-scalar
+key; see tests/fuzz/README.md) besides syntax, schema and semantic errors.
 """
 
 from __future__ import annotations
@@ -117,6 +117,8 @@ def invalid_configs(fleet: Fleet) -> list[tuple[str, str]]:
         (with_devices(good, polling={"interval": "1s"}), "unknown key"),
         (with_devices([*good, unset]), "MICBOARD_RELOAD_TEST_UNSET_PW"),
         (with_devices([*good[:-1], {**good[-1], "port": 70000}]), "devices[3].port"),
+        (dump({"poll": True, "devices": good}), "poll"),
+        (dump({"poll": POLL, "devices": good}) + "[a, b]: c\n", "keys must be plain names or numbers"),
     ]
 
 

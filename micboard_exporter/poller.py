@@ -101,6 +101,8 @@ class Poller:
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._devices: list[DeviceConfig] = []
+        self._current: dict[str, DeviceConfig] = {}
+        """The running config's devices by id; a poll of any other version of a device is stale."""
         self._plugins: Mapping[str, Plugin] = {}
         self._config = PollConfig()
         self._breakers: dict[str, _Breaker] = {}
@@ -112,6 +114,7 @@ class Poller:
         """Adopt new settings; takes effect from the next cycle (a running cycle finishes as it started)."""
         self._config = config
         self._devices = list(devices)
+        self._current = {d.id: d for d in devices}
         self._plugins = dict(plugins)
         ids = {d.id for d in devices}
         self._breakers = {k: v for k, v in self._breakers.items() if k in ids}
@@ -169,7 +172,12 @@ class Poller:
         outcomes: dict[str, str | None],
     ) -> None:
         for device in queue:
+            if self._stale(device):
+                continue  # a reload removed or changed it after this cycle started: don't reopen its session
             await self._poll_device(device, plugins[device.plugin], deadline, outcomes)
+
+    def _stale(self, device: DeviceConfig) -> bool:
+        return self._current.get(device.id) != device
 
     async def _poll_device(
         self,
@@ -202,7 +210,12 @@ class Poller:
                 self._succeed(device, snapshot, outcomes)
                 break
             delay = self._rng.uniform(0.0, config.retry_backoff * (2**attempt))
-            if error.transient and attempt < config.retries and self._clock() + delay + config.timeout <= deadline:
+            if (
+                error.transient
+                and attempt < config.retries
+                and self._clock() + delay + config.timeout <= deadline
+                and not self._stale(device)
+            ):
                 attempt += 1
                 log.debug("retrying %s after %s (attempt %d)", device.id, error, attempt + 1)
                 await anyio.sleep(delay)
@@ -212,6 +225,8 @@ class Poller:
         self._durations(device.plugin).observe(self._clock() - started)
 
     def _succeed(self, device: DeviceConfig, snapshot: object, outcomes: dict[str, str | None]) -> None:
+        if self._stale(device):
+            return  # the outcome of a config that is no longer running says nothing about the device now
         if not isinstance(snapshot, DeviceSnapshot):
             self._fail(device, "internal", f"plugin {device.plugin} returned {type(snapshot).__name__}, "
                                            "not a DeviceSnapshot", outcomes)
@@ -226,6 +241,8 @@ class Poller:
         self.store.record_success(device.id, snapshot)
 
     def _fail(self, device: DeviceConfig, reason: str, message: str, outcomes: dict[str, str | None]) -> None:
+        if self._stale(device):
+            return  # e.g. a session closed by the reload that changed the device: not a device failure
         outcomes[device.id] = reason
         config = self._config
         breaker = self._breakers.setdefault(device.id, _Breaker())

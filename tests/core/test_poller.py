@@ -176,3 +176,27 @@ def test_shard_index_from_number_or_pod_name(value: str, index: int) -> None:
 def test_shard_index_rejects_garbage() -> None:
     with pytest.raises(ValueError, match="ordinal"):
         parse_shard_index("micboard-exporter")
+
+
+async def test_a_reload_mid_cycle_drops_stale_outcomes_and_polls() -> None:
+    # One worker: "a" is being polled (slowly, and it will fail) when the reload lands; "b" is still queued.
+    a_old, b = dev("a", "raise", delay=0.2), dev("b")
+    poller, store = make_poller([a_old, b], max_concurrency=1, retries=3)
+    plugin = poller._plugins["scripted"]
+    a_new = dev("a", "ok")
+    async with anyio.create_task_group() as tg:
+        cycle: list[Any] = []
+
+        async def run() -> None:
+            cycle.append(await poller.run_cycle())
+
+        tg.start_soon(run)
+        await anyio.sleep(0.05)
+        store.set_devices([a_new])
+        poller.configure(poller._config, [a_new], {"scripted": plugin})
+    result = cycle[0]
+    # The old config's failure is not recorded, not retried, and "b" (gone) was never polled.
+    assert ScriptedPlugin.calls == {"a": 1}
+    assert (result.successful, result.failed) == (0, 0)
+    status = store.status("a")
+    assert status is not None and status.consecutive_failures == 0 and status.last_error is None

@@ -124,7 +124,7 @@ class Exporter:
             self.plugins[name] = self.registry.get(name)(publish=self.store.publish)
         new_ids = {d.id: d for d in devices}
         for dev_id, dev in old.items():
-            if dev_id not in new_ids or new_ids[dev_id] != dev:
+            if dev_id not in new_ids or new_ids[dev_id].for_plugin() != dev.for_plugin():
                 plugin = self.plugins.get(dev.plugin)
                 if plugin is not None:
                     with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):

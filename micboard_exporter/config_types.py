@@ -6,6 +6,7 @@ Schema machinery.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -82,6 +83,13 @@ class DeviceConfig:
     def secret(self, name: str) -> Secret | None:
         """The resolved secret ``name`` (from ``name_env`` or ``name_file``), if configured."""
         return self.secrets.get(name)
+
+    def for_plugin(self) -> DeviceConfig:
+        """This device as its plugin sees it: without labels and channel settings, which only the exposition
+        uses, so relabelling a device or renaming a performer in a reload never reopens its session."""
+        if not self.labels and not self.channels:
+            return self
+        return dataclasses.replace(self, labels=MappingProxyType({}), channels=MappingProxyType({}))
 
     @property
     def address(self) -> str:

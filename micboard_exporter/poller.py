@@ -113,8 +113,10 @@ class Poller:
     def configure(self, config: PollConfig, devices: Sequence[DeviceConfig], plugins: Mapping[str, Plugin]) -> None:
         """Adopt new settings; takes effect from the next cycle (a running cycle finishes as it started)."""
         self._config = config
-        self._devices = list(devices)
-        self._current = {d.id: d for d in devices}
+        # Plugins get the plugin view: a relabel is then not a config change to them (no reconnect) and does
+        # not make a running poll stale.
+        self._devices = [d.for_plugin() for d in devices]
+        self._current = {d.id: d for d in self._devices}
         self._plugins = dict(plugins)
         ids = {d.id for d in devices}
         self._breakers = {k: v for k, v in self._breakers.items() if k in ids}

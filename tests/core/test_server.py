@@ -217,3 +217,19 @@ async def test_concurrent_scrapes_while_polling(tmp_path: Path) -> None:
                 tg.start_soon(scrape)
         assert len(bodies) == 40
         assert all(b.count("micboard_device_up{") == 50 for b in bodies)
+
+
+async def test_relabelling_keeps_the_device_session(tmp_path: Path) -> None:
+    async with running_exporter(BASE, tmp_path) as (_, client):
+        relabelled = BASE.replace("{id: a, plugin: scripted, host: 127.0.0.1}",
+                                  "{id: a, plugin: scripted, host: 127.0.0.1, labels: {room: hall}, "
+                                  "channels: {1: {slot: 4, name: Pastor}}}")
+        (tmp_path / "config.yaml").write_text(relabelled, encoding="utf-8")
+        assert (await client.post("/-/reload")).status_code == 200
+        text = (await client.get("/metrics")).text
+        assert 'micboard_device_up{device="a",room="hall"} 1' in text
+        assert 'slot="4",performer="Pastor"' in text
+        assert ScriptedPlugin.forgotten == []  # labels and performer names are not the plugin's business
+        (tmp_path / "config.yaml").write_text(relabelled.replace("host: 127.0.0.1,", "host: 127.0.0.9,"))
+        assert (await client.post("/-/reload")).status_code == 200
+        assert ScriptedPlugin.forgotten == ["a"]  # a new address is

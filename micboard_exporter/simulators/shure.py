@@ -303,6 +303,13 @@ class ShureSimulator(SimulatedDevice, abc.ABC):
                 buffer = b""  # a flood without frames: drop it, as a device's line buffer would
 
     async def _writer(self, stream: anyio.abc.SocketStream, client: _Client, scope: anyio.CancelScope) -> None:
+        try:
+            await self._write_all(stream, client, scope)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            # The client went away (a reset, a drip fault it gave up on): end this connection, keep serving.
+            scope.cancel()
+
+    async def _write_all(self, stream: anyio.abc.SocketStream, client: _Client, scope: anyio.CancelScope) -> None:
         async for data in client.inbox:
             faults = self.faults
             if faults.stall:

@@ -359,6 +359,8 @@ class ShureSimulator(SimulatedDevice, abc.ABC):
             self.port = sock.extra(anyio.abc.SocketAttribute.local_port)  # noqa: S610 - anyio, not Django
             task_status.started()
             clients: dict[Any, _Client] = {}
+            # One socket, one writer per controller: anyio refuses two concurrent sends on a socket.
+            send_lock = anyio.Lock()
             async with anyio.create_task_group() as tg:
                 try:
                     async for data, address in sock:
@@ -367,7 +369,7 @@ class ShureSimulator(SimulatedDevice, abc.ABC):
                         client = clients.get(address)
                         if client is None:
                             client = clients[address] = self._new_client(address)
-                            tg.start_soon(self._udp_writer, sock, client)
+                            tg.start_soon(self._udp_writer, sock, client, send_lock)
                             tg.start_soon(self._meter_loop, client)
                         text = data.decode("ascii", "replace")
                         for request in re.findall(r"\*([^*]*)\*", text):
@@ -380,7 +382,7 @@ class ShureSimulator(SimulatedDevice, abc.ABC):
                         client.inbox.close()
                     self._clients.clear()
 
-    async def _udp_writer(self, sock: anyio.abc.UDPSocket, client: _Client) -> None:
+    async def _udp_writer(self, sock: anyio.abc.UDPSocket, client: _Client, send_lock: anyio.Lock) -> None:
         async for data in client.inbox:
             faults = self.faults
             if faults.stall or faults.refuse:
@@ -389,7 +391,8 @@ class ShureSimulator(SimulatedDevice, abc.ABC):
                 data = GARBAGE
             elif faults.close_mid_frame:
                 data = data[: max(1, len(data) // 2)]  # a truncated datagram: the UDP form of a cut frame
-            await sock.sendto(data, *client.address)
+            async with send_lock:
+                await sock.sendto(data, *client.address)
 
     # ----- helpers shared by renderers ------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import anyio
 from anyio.abc import SocketAttribute, TaskStatus, UDPSocket
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from micboard_exporter.simulators import ewdx
 from micboard_exporter.simulators.base import SimulatedDevice
 from micboard_exporter.simulators.physics import ChannelPhysics
 
@@ -125,17 +126,9 @@ class SennheiserSscSimulator(SimulatedDevice):
         if key == "gain":
             return 36
         if key == "warnings":
-            warnings = []
-            if not ch.link_up:
-                warnings.append("NoLink")
-            elif max(ch.received_dbm()) < -85:
-                warnings.append("LowSignal")
             if ch.clip_pending:
-                warnings.append("AfPeak")
                 self._clips_reported.add(n)
-            if ch.encryption_error:
-                warnings.append("Aes256Error")
-            return warnings
+            return ewdx.warnings(ch)
         return _NOT_FOUND
 
     def _meter(self, ch: ChannelPhysics, key: str) -> Any:

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from micboard_exporter.simulators import ewdx
 from micboard_exporter.simulators.base import SimulatedDevice
 from micboard_exporter.simulators.physics import ChannelPhysics
 
@@ -363,17 +364,9 @@ class SennheiserEwdxSimulator(SimulatedDevice):
             return 200, {"name": self._name(ch), "mute": False, "mates": [f"TX{index + 1}"], "gain": 24,
                          "audio": [f"Out{index + 1}"], "outputLevel": 0, "eventCounter": 3}
         if sub == "warnings":
-            warnings = []
-            if not ch.link_up:
-                warnings.append("NoLink")
-            elif max(ch.received_dbm()) < -85:
-                warnings.append("LowSignal")
             if ch.clip_pending:
-                warnings.append("AfPeak")
                 self._clip_reported.add(index)
-            if ch.encryption_error:
-                warnings.append("Aes256Error")
-            return 200, warnings
+            return 200, ewdx.warnings(ch)
         if sub == "signalStrengthIndicator":
             # RSSI −107..0 dBm (the documented floor).
             return 200, {"value": round(max(-107.0, min(0.0, max(ch.received_dbm()))), 1)}

@@ -42,6 +42,10 @@ GARBAGE: Final = b"\x00\xff\xfeNOISE\x80\x81"
 EOF_MARK: Final = "<EOF>"
 _REQUEST = re.compile(r"^(?P<verb>[A-Z]+)(?:\s+(?P<ch>\d+))?\s+(?P<prop>[A-Z0-9_]+)(?:\s+(?P<args>.*?))?\s*$")
 _OUTBOX_SIZE: Final = 4096
+#: A UHF-R controller not heard from for this long is forgotten (its samples stop). UDP has no close, so
+#: without it every source port a controller ever used (one per reconnect) would be metered forever. The
+#: exporter's heartbeat (5 s by default) keeps a live controller well inside it.
+UDP_PEER_IDLE_S: Final = 30.0
 
 
 def _braced(text: str, width: int) -> str:
@@ -63,6 +67,8 @@ class _Client:
     address: Any = None
     meter_s: dict[int, float] = field(default_factory=dict)
     meter_changed: anyio.Event = field(default_factory=anyio.Event)
+    expiry: anyio.CancelScope | None = None
+    """UDP only: ends the controller's writer and meter loop; each datagram from it pushes the deadline on."""
 
     def put(self, data: bytes) -> None:
         # A controller that does not read loses messages, as on the real device.
@@ -362,25 +368,36 @@ class ShureSimulator(SimulatedDevice, abc.ABC):
             # One socket, one writer per controller: anyio refuses two concurrent sends on a socket.
             send_lock = anyio.Lock()
             async with anyio.create_task_group() as tg:
-                try:
-                    async for data, address in sock:
-                        if self.faults.refuse or self.faults.stall:
-                            continue
-                        client = clients.get(address)
-                        if client is None:
-                            client = clients[address] = self._new_client(address)
-                            tg.start_soon(self._udp_writer, sock, client, send_lock)
-                            tg.start_soon(self._meter_loop, client)
-                        text = data.decode("ascii", "replace")
-                        for request in re.findall(r"\*([^*]*)\*", text):
-                            self.received.append((client.number, request.strip()))
-                            for reply in self.answer(request.strip(), client):
-                                client.put(reply)
-                finally:
-                    for client in clients.values():
-                        client.outbox.close()
-                        client.inbox.close()
-                    self._clients.clear()
+                async for data, address in sock:
+                    if self.faults.refuse or self.faults.stall:
+                        continue
+                    client = clients.get(address)
+                    if client is None:
+                        client = clients[address] = self._new_client(address)
+                        client.expiry = anyio.CancelScope()
+                        tg.start_soon(self._udp_peer, sock, client, send_lock, clients)
+                    assert client.expiry is not None
+                    client.expiry.deadline = anyio.current_time() + UDP_PEER_IDLE_S
+                    text = data.decode("ascii", "replace")
+                    for request in re.findall(r"\*([^*]*)\*", text):
+                        self.received.append((client.number, request.strip()))
+                        for reply in self.answer(request.strip(), client):
+                            client.put(reply)
+
+    async def _udp_peer(self, sock: anyio.abc.UDPSocket, client: _Client, send_lock: anyio.Lock,
+                        clients: dict[Any, _Client]) -> None:
+        """Serve one controller address until it has been silent for :data:`UDP_PEER_IDLE_S`."""
+        assert client.expiry is not None
+        try:
+            with client.expiry:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._udp_writer, sock, client, send_lock)
+                    tg.start_soon(self._meter_loop, client)
+        finally:
+            clients.pop(client.address, None)
+            self._clients.pop(client.number, None)
+            client.outbox.close()
+            client.inbox.close()
 
     async def _udp_writer(self, sock: anyio.abc.UDPSocket, client: _Client, send_lock: anyio.Lock) -> None:
         async for data in client.inbox:
@@ -398,7 +415,7 @@ class ShureSimulator(SimulatedDevice, abc.ABC):
 
     @property
     def open_connections(self) -> int:
-        """TCP connections currently open (UDP: controllers heard from since start)."""
+        """TCP connections currently open (UDP: controllers heard from within :data:`UDP_PEER_IDLE_S`)."""
         return len(self._clients)
 
     def received_commands(self, connection: int | None = None) -> list[str]:

@@ -13,6 +13,7 @@ from shure_helpers import FAST, Recorder, device, options, plugin_session, runni
 from micboard_exporter.config_types import DeviceConfig
 from micboard_exporter.errors import DeviceTimeout, DeviceUnreachable, PollError, ProtocolError
 from micboard_exporter.plugins.shure import ShurePlugin
+from micboard_exporter.simulators import shure as shure_simulators
 from micboard_exporter.simulators.shure import (
     ShureAxtdSimulator,
     ShureSimulator,
@@ -206,3 +207,31 @@ async def test_rep_err_to_every_heartbeat_does_not_mark_the_receiver_down() -> N
                 assert snap.channels[0].name == "Lectern"
                 assert snap.channels[0].transmitter is not None
         tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_uhfr_simulator_forgets_a_controller_that_went_silent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """UDP has no close: a controller that stops talking (an exporter that reconnected from a new port) must
+    stop being metered, or a long show leaves a sample stream per old port running forever."""
+    monkeypatch.setattr(shure_simulators, "UDP_PEER_IDLE_S", 0.5)
+    sim = ShureUhfrSimulator(seed=3, model="UR4D")
+    async with running(sim), await anyio.create_udp_socket(local_host="127.0.0.1") as sock:
+        await sock.sendto(b"* METER 1 ALL 005 *", sim.host, sim.port)  # samples every 150 ms
+        with anyio.fail_after(2):
+            data, _ = await sock.receive()
+        assert b"SAMPLE 1 ALL" in data
+        assert sim.open_connections == 1
+        # Keep talking for longer than the idle limit: still metered.
+        for _ in range(4):
+            await anyio.sleep(0.25)
+            await sock.sendto(b"* GET 1 CHAN_NAME *", sim.host, sim.port)
+        assert sim.open_connections == 1
+        # Go silent: forgotten, and the samples stop.
+        await anyio.sleep(0.8)
+        assert sim.open_connections == 0
+        with anyio.fail_after(2):  # samples every 150 ms would never leave a quiet 400 ms
+            while True:
+                with anyio.move_on_after(0.4) as quiet:
+                    await sock.receive()
+                if quiet.cancelled_caught:
+                    break

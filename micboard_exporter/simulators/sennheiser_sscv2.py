@@ -45,6 +45,8 @@ from micboard_exporter.simulators.physics import ChannelPhysics
 DEFAULT_PASSWORD: Final = "Micboard-Sim1!"  # noqa: S105 - the simulator's documented demo password
 SUBSCRIPTIONS: Final = "/api/ssc/state/subscriptions"
 _MAX_HEADER: Final = 16 * 1024
+#: Sessions the simulated device holds at once (the real limit is not published).
+SESSION_TABLE_SIZE: Final = 16
 _REASONS: Final = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
                    405: "Method Not Allowed", 422: "Unprocessable Entity", 500: "Internal Server Error"}
 _DROP: Final = b""  # queued to an event stream: cut the connection without a final chunk
@@ -68,6 +70,8 @@ class _Subscription:
     send: MemoryObjectSendStream[bytes]
     paths: list[str] = field(default_factory=list)
     sent: dict[str, Any] = field(default_factory=dict)
+    streaming: bool = True
+    """Whether the session's event-stream connection is still open."""
 
 
 def make_self_signed(host: str) -> tuple[bytes, bytes]:
@@ -213,7 +217,9 @@ class SennheiserEwdxSimulator(SimulatedDevice):
                     if request is None or self.faults.refuse:
                         return  # a device that went away drops kept-alive connections too
                     if self.faults.stall:
-                        await anyio.sleep_forever()
+                        # Never answer, but notice the client giving up: read (and ignore) until it closes.
+                        while True:
+                            await reader.receive()
                     if not await self._dispatch(request, tls):
                         return
             except (_Close, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream,
@@ -394,6 +400,7 @@ class SennheiserEwdxSimulator(SimulatedDevice):
     async def _event_stream(self, stream: Any) -> None:
         send, receive = anyio.create_memory_object_stream[bytes](1000)
         sub = _Subscription(uuid=str(uuidlib.uuid4()), send=send)
+        self._evict_orphaned_sessions()
         self._subs[sub.uuid] = sub
         self.streams_opened += 1
         head = ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
@@ -402,12 +409,42 @@ class SennheiserEwdxSimulator(SimulatedDevice):
             await self._write(stream, head.encode())
             opened = {"path": f"{SUBSCRIPTIONS}/{sub.uuid}", "sessionUUID": sub.uuid}
             await self._write(stream, _chunk(b"event:open\n" + self._data_lines(opened)))
-            await self._pump(stream, receive)
+            ended: Exception | None = None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._end_when_client_leaves, stream, tg.cancel_scope)
+                try:
+                    await self._pump(stream, receive)
+                except Exception as exc:  # noqa: BLE001 - re-raised below, outside the group that would wrap it
+                    ended = exc
+                tg.cancel_scope.cancel()
+            if ended is not None:
+                raise ended
         finally:
-            # The session outlives its connection, as a resource of its own: only DELETE ends it. A
-            # client that never gives sessions back fills the device's (limited) session table.
+            # The session outlives its connection, as a resource of its own: only DELETE ends it (or, on a
+            # full table, a new session: see _evict_orphaned_sessions).
+            sub.streaming = False
             receive.close()
             send.close()
+
+    def _evict_orphaned_sessions(self) -> None:
+        """Make room for one more session on a full table by dropping the oldest sessions whose stream has
+        closed. Devices limit sessions without publishing the number (reference §1.6), so the limit here is
+        our choice; without one, every DELETE lost to a fault would stay in the table (and be re-evaluated on
+        every change) for the life of the simulator."""
+        orphaned = [uuid for uuid, sub in self._subs.items() if not sub.streaming]
+        for uuid in orphaned[: max(0, len(self._subs) + 1 - SESSION_TABLE_SIZE)]:
+            del self._subs[uuid]
+
+    @staticmethod
+    async def _end_when_client_leaves(stream: Any, scope: anyio.CancelScope) -> None:
+        """Notice a client closing its event stream while no event is due (a quiet session would otherwise
+        keep its connection until the next write failed, which may be never). A client sends nothing more on
+        an event-stream connection, so anything read is ignored."""
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError,
+                                 ssl.SSLError, OSError):
+            while True:
+                await stream.receive()
+        scope.cancel()
 
     async def _pump(self, stream: Any, receive: MemoryObjectReceiveStream[bytes]) -> None:
         async for message in receive:

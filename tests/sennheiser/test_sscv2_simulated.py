@@ -9,14 +9,18 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from sennheiser_helpers import PASSWORD, Recorder, device, eventually, other_tasks, running
+from sennheiser_helpers import PASSWORD, Recorder, device, eventually, open_fds, other_tasks, running
 
 from micboard_exporter.config_types import DeviceConfig, Secret
 from micboard_exporter.errors import AuthError, DeviceTimeout, DeviceUnreachable, ProtocolError
 from micboard_exporter.plugins.sennheiser.ssc import SSCPlugin
 from micboard_exporter.plugins.sennheiser.sscv2 import SSCv2Plugin
 from micboard_exporter.simulators.sennheiser_ssc import SennheiserSscSimulator
-from micboard_exporter.simulators.sennheiser_sscv2 import SennheiserEwdxSimulator, SennheiserSpecteraSimulator
+from micboard_exporter.simulators.sennheiser_sscv2 import (
+    SESSION_TABLE_SIZE,
+    SennheiserEwdxSimulator,
+    SennheiserSpecteraSimulator,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -357,3 +361,46 @@ async def test_a_session_the_device_forgot_is_replaced_on_the_next_poll() -> Non
             await published.wait_for(lambda s: s.channels[1].audio_level_dbfs == -12.5)
         finally:
             await plugin.aclose()
+
+
+def _pinned_client(sim: SennheiserEwdxSimulator, **kwargs: object) -> httpx.AsyncClient:
+    """An HTTPS client that trusts exactly the simulator's own certificate."""
+    trust = ssl.create_default_context(cadata=sim.certificate_pem.decode())
+    return httpx.AsyncClient(base_url=f"https://127.0.0.1:{sim.port}", verify=trust, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_stalled_simulator_lets_go_of_a_client_that_gave_up() -> None:
+    """A stall never answers, but a client that times out and closes must not leave the connection (and its
+    task) behind: over a long soak every poll of a stalled device would otherwise leak one."""
+    sim = ewdx(model="EWDX2CHS")
+    async with running(sim):
+        before = open_fds()
+        sim.faults.stall = True
+        for _ in range(5):
+            async with _pinned_client(sim) as client:
+                with pytest.raises(httpx.ReadTimeout):
+                    await client.get("/api/device/identity", timeout=0.3)
+                assert open_fds() > before  # both ends of this connection, held open by the stall
+        await eventually(lambda: open_fds() == before)  # the client closed: so does the simulator
+        sim.faults.stall = False
+        async with _pinned_client(sim) as client:
+            assert (await client.get("/api/device/identity")).status_code == 200
+
+
+async def test_the_session_table_is_bounded_and_never_drops_a_live_stream() -> None:
+    """Sessions outlive their stream until DELETEd; when a client's DELETEs were lost, the oldest of those
+    orphaned sessions make room for new ones, and a session still streaming is kept."""
+    sim = ewdx(model="EWDX2CHS")
+    auth = httpx.BasicAuth("api", PASSWORD)
+    sse = {"Accept": "text/event-stream"}
+    async with (running(sim), _pinned_client(sim, auth=auth) as client,
+                client.stream("GET", "/api/ssc/state/subscriptions", headers=sse) as live):
+        live_uuid = live.headers["content-location"]
+        for _ in range(SESSION_TABLE_SIZE * 2):
+            async with client.stream("GET", "/api/ssc/state/subscriptions", headers=sse) as orphan:
+                await anext(orphan.aiter_text())
+            # The device notices the closed stream (only the live one is left streaming).
+            await eventually(lambda: sum(s.streaming for s in sim._subs.values()) == 1)
+        assert len(sim.active_sessions) == SESSION_TABLE_SIZE
+        assert live_uuid in sim.active_sessions
+        assert (await client.get(f"/api/ssc/state/subscriptions/{live_uuid}")).status_code == 200

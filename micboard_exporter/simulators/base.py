@@ -20,11 +20,15 @@ import abc
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from anyio.abc import TaskStatus
 
 from micboard_exporter.simulators.physics import ChannelPhysics, default_channels
+
+#: How many requests a simulator remembers for tests to inspect (the most recent ones). A simulator serving a
+#: demo for days must not keep every request it ever saw.
+RECORD_LIMIT: Final = 10_000
 
 
 @dataclass
@@ -64,6 +68,7 @@ class SimulatedDevice(abc.ABC):
         seed: int = 0,
         channels: list[ChannelPhysics] | None = None,
         options: Mapping[str, Any] | None = None,
+        record_limit: int = RECORD_LIMIT,
     ) -> None:
         self.host = host
         self.port = port
@@ -74,6 +79,8 @@ class SimulatedDevice(abc.ABC):
         self.channels = channels if channels is not None else default_channels(count, seed=seed)
         self.options: Mapping[str, Any] = options or {}
         self.faults = Faults()
+        self.record_limit = record_limit
+        """How many of the latest requests the simulator keeps for tests to inspect."""
 
     @abc.abstractmethod
     async def serve(self, *, task_status: TaskStatus[None]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
@@ -69,7 +70,7 @@ class SennheiserMcpSimulator(SimulatedDevice):
         self.bank, self.bank_channel = 1, 1
         self.config_counter = 234
         self.pushers: dict[tuple[str, int], _Pusher] = {}
-        self.received: list[str] = []
+        self.received: deque[str] = deque(maxlen=self.record_limit)
         """Every instruction line received from an accepted client, in order."""
         self._udp: UDPSocket | None = None
         self._outbox_send: MemoryObjectSendStream[tuple[tuple[str, int], list[str]]] | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
@@ -83,7 +84,7 @@ class SennheiserSscSimulator(SimulatedDevice):
         self.terminator = str(self.options.get("terminator", "")).encode("latin-1")
         self.max_datagram = int(self.options.get("max_datagram", 1400))
         self.subscriptions: list[_Subscription] = []
-        self.requests: list[Any] = []
+        self.requests: deque[Any] = deque(maxlen=self.record_limit)
         """Every decoded request, in order."""
         self._outbox: MemoryObjectSendStream[Outgoing] | None = None
         self._clips_reported: set[int] = set()

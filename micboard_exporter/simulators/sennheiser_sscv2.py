@@ -23,6 +23,7 @@ import shutil
 import ssl
 import tempfile
 import uuid as uuidlib
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,8 +124,8 @@ class SennheiserEwdxSimulator(SimulatedDevice):
         self.firmware = str(self.options.get("firmware", "3.0.3"))
         self.certificate_pem = b""
         self.password_file: Path | None = None
-        self.requests: list[tuple[str, str]] = []
-        """Every request as (method, path), in order."""
+        self.requests: deque[tuple[str, str]] = deque(maxlen=self.record_limit)
+        """The most recent requests as (method, path), in order."""
         self.streams_opened = 0
         self.sessions_deleted: list[str] = []
         self._subs: dict[str, _Subscription] = {}

@@ -15,8 +15,9 @@ What each one does, as the reference describes the real device:
 * sends an unsolicited ``REP`` for every non-metered value that changed when :meth:`changed` is called;
 * shows the fault modes of :class:`~micboard_exporter.simulators.base.Faults`.
 
-Every command received is recorded in :attr:`ShureSimulator.received` as ``(connection, text)``, and a
-closed TCP connection as ``(connection, "<EOF>")``, so tests can check ``METER_RATE 0`` came before a close.
+The most recent commands received (``record_limit`` of them, 10,000 by default) are recorded in
+:attr:`ShureSimulator.received` as ``(connection, text)``, and a closed TCP connection as
+``(connection, "<EOF>")``, so tests can check ``METER_RATE 0`` came before a close.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import abc
 import contextlib
 import math
 import re
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
@@ -104,7 +106,7 @@ class ShureSimulator(SimulatedDevice, abc.ABC):
         if not channels_given:
             for ch in self.channels:
                 ch.transmitter_model = self.transmitter_model
-        self.received: list[tuple[int, str]] = []
+        self.received: deque[tuple[int, str]] = deque(maxlen=self.record_limit)
         """Every command text received, as (connection number, text); ``"<EOF>"`` when a client closed."""
         self.connections_served = 0
         self._clients: dict[int, _Client] = {}

@@ -235,3 +235,16 @@ async def test_uhfr_simulator_forgets_a_controller_that_went_silent(monkeypatch:
                     await sock.receive()
                 if quiet.cancelled_caught:
                     break
+
+
+@pytest.mark.anyio
+async def test_simulator_remembers_only_the_latest_commands() -> None:
+    """A demo fleet runs for days: its record of commands (for tests to inspect) keeps the latest ones only."""
+    sim = ShureUlxdSimulator(seed=4, record_limit=5)
+    async with running(sim), await anyio.connect_tcp(sim.host, sim.port) as stream:
+        for n in range(12):
+            await stream.send(f"< GET 1 CHAN_NAME{n} >".encode())
+        with anyio.fail_after(2):
+            while not sim.received or sim.received[-1][1] != "GET 1 CHAN_NAME11":
+                await anyio.sleep(0.01)
+        assert [text for _, text in sim.received] == [f"GET 1 CHAN_NAME{n}" for n in range(7, 12)]

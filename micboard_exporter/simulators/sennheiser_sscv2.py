@@ -127,7 +127,7 @@ class SennheiserEwdxSimulator(SimulatedDevice):
         self.requests: deque[tuple[str, str]] = deque(maxlen=self.record_limit)
         """The most recent requests as (method, path), in order."""
         self.streams_opened = 0
-        self.sessions_deleted: list[str] = []
+        self.sessions_deleted: deque[str] = deque(maxlen=self.record_limit)
         self._subs: dict[str, _Subscription] = {}
         self._clip_reported: set[int] = set()
 

@@ -404,3 +404,31 @@ async def test_the_session_table_is_bounded_and_never_drops_a_live_stream() -> N
         assert len(sim.active_sessions) == SESSION_TABLE_SIZE
         assert live_uuid in sim.active_sessions
         assert (await client.get(f"/api/ssc/state/subscriptions/{live_uuid}")).status_code == 200
+
+
+async def test_a_session_a_fault_kept_us_from_deleting_is_given_back_when_the_device_answers() -> None:
+    """Devices hold few sessions per user: one whose DELETE was lost (the device stopped answering as the
+    stream broke) is deleted once the device is back, not left to fill the table."""
+    sim = ewdx(model="EWDX2CHS")
+    published = Recorder()
+    async with running(sim):
+        plugin = SSCv2Plugin(published)
+        try:
+            cfg = device(sim, options=FAST)
+            await plugin.poll(cfg)
+            await eventually(lambda: any(s.paths for s in sim._subs.values()))
+            lost = sim.active_sessions[0]
+            sim.faults.refuse = True  # the stream breaks and the DELETE that follows is refused
+            sim.drop_streams()
+            await eventually(lambda: sim.streams_opened == 1 and not any(s.streaming for s in sim._subs.values()))
+            await anyio.sleep(0.3)  # reconnect attempts meet the refusal too
+            assert lost in sim.active_sessions and lost not in sim.sessions_deleted
+            sim.faults.refuse = False
+            await eventually(lambda: lost in sim.sessions_deleted)
+            await eventually(lambda: len(sim.active_sessions) == 1 and sim.active_sessions[0] != lost)
+            sim.channels[0].audio_rms_dbfs = -17.5
+            sim.changed()
+            await published.wait_for(lambda s: s.channels[0].audio_level_dbfs == -17.5)
+        finally:
+            await plugin.aclose()
+        assert sim.active_sessions == []

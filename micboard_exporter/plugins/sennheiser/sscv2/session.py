@@ -12,6 +12,7 @@ import logging
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Final
 
@@ -36,6 +37,9 @@ BACKOFF_MAX_S: Final = 30.0
 #: Longest pause a ``Retry-After`` can impose. A device asking for more (or a bogus date far ahead) is
 #: still polled every five minutes, so a recovered device is not dark for hours.
 RETRY_AFTER_MAX_S: Final = 300.0
+#: Sessions whose DELETE did not get through, remembered to be given back once the device answers again.
+#: Devices hold few sessions per user (§1.6), so each one lost to a fault is a slot gone until it reboots.
+STALE_SESSIONS_KEPT: Final = 8
 _AUTH_ADVICE: Final = (
     "check in Sennheiser Control Cockpit that the device's '3rd party media control access' is set to "
     "'Secure' and that the configured password ({source}) is the third-party password"
@@ -98,6 +102,8 @@ class SSCv2Session:
         self._paths: list[str] = []
         self._subscribed_paths: list[str] | None = None
         self.session_uuid: str | None = None
+        self.stale_sessions: deque[str] = deque(maxlen=STALE_SESSIONS_KEPT)
+        """Our sessions the device may still hold: their DELETE failed (the device was unreachable or stalled)."""
         self.generation = 0
         """Incremented each time a subscription becomes live, so the plugin can re-read everything once."""
         self.subscribed = False
@@ -382,6 +388,7 @@ class SSCv2Session:
                             await self._put_paths(self.session_uuid)
                             self.generation += 1
                             self.subscribed = True
+                            await self._give_back_stale_sessions()
                         elif event.event == "close":
                             return
                         elif self.subscribed:
@@ -392,12 +399,28 @@ class SSCv2Session:
         self._subscribed_paths = None
         if uuid is None or self._client is None:
             return
+        if not await self._give_back(uuid):
+            self.stale_sessions.append(uuid)
+
+    async def _give_back_stale_sessions(self) -> None:
+        """The device answers again: DELETE the sessions a fault kept us from giving back, oldest first."""
+        while self.stale_sessions:
+            if not await self._give_back(self.stale_sessions[0]):
+                return  # not answering after all: the next live stream tries again
+            self.stale_sessions.popleft()
+
+    async def _give_back(self, uuid: str) -> bool:
+        """DELETE one of our sessions; True once the device no longer holds it (an answer of 422, unknown
+        session, counts: it expired or the device restarted)."""
         # Sessions per user are limited: always give ours back, even while being cancelled.
         with anyio.CancelScope(shield=True), anyio.move_on_after(min(self.timeout, 2.0)):
             try:
                 await self.request("DELETE", f"{codec.SUBSCRIPTIONS_PATH}/{uuid}", closing=True)
             except PollError as exc:
                 _log.debug("sennheiser-sscv2 %s: DELETE of session %s failed: %s", self.device_id, uuid, exc)
+            else:
+                return True
+        return False
 
     @property
     def streaming(self) -> bool:

@@ -10,7 +10,7 @@ PORT := $(lastword $(subst :, ,$(LISTEN)))
 # apt-get needs root; use sudo when we are not root and it exists.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo)
 
-.PHONY: run test tools lint typecheck pytest dashboards docs generate bench clean
+.PHONY: run test tools lint typecheck pytest soak dashboards docs generate bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ pytest: $(VENV)/.test-installed
 	$(PY) -m pytest --cov=micboard_exporter --cov-report=term --cov-fail-under=90 -q
 
 test: tools lint typecheck pytest
+
+# The soak (tests/reliability/README.md): 500 simulated devices, random faults, a reload every 30 s;
+# SOAK_SECONDS from 60 to 600, plus a minute or two of setup and recovery.
+SOAK_SECONDS ?= 600
+soak: $(VENV)/.test-installed
+	MICBOARD_SOAK_SECONDS=$(SOAK_SECONDS) $(PY) -m pytest tests/reliability/test_soak.py -m soak -s -q
 
 # Regenerate the committed generated files (a test fails when any of them is stale).
 dashboards: $(VENV)/.test-installed

@@ -7,11 +7,16 @@ warm-up (a fifth of the run, at least 30 s, with the same faults and reloads) it
 the warm-up config, waits for every device and records the process's RSS, open file descriptors and running
 asyncio tasks; the rest of the run follows, ends the same quiet way, and the two records are compared:
 
-- RSS grew by at most 10 % over the warm-up figure (the peak over the run is reported too);
+- RSS grew by at most 10 % over the warm-up figure. Each measurement follows a full garbage collection and
+  hands the C heap's free pages back to the system first (``malloc_trim``): glibc keeps freed memory, and
+  the churn of TLS buffers and socket reads leaves it scattered, so raw RSS reports the high-water mark as
+  much as memory in use. The raw figures, the peak over the run and Python's allocated blocks are reported
+  beside it;
 - the exporter's open file descriptors are where they were (a few HTTPS keep-alive connections may come or
   go: each EW-DX session keeps 1 to 4 depending on recent concurrency), and so are its asyncio tasks. The
-  simulators share the process; their sockets and tasks are counted apart (a stalled simulator connection
-  sleeps until the test ends, a UDP simulator keeps a writer per controller address it has heard from);
+  simulators share the process; their sockets and tasks are counted apart (they follow the exporter's: a
+  simulator connection ends when the exporter closes it, a UHF-R simulator meters a controller address until
+  it has been silent for 30 s, so reconnections just before a measurement still show there);
 - nothing was logged at ERROR: the injected faults are device failures, which the exporter logs below
   ERROR; an ERROR line means an exporter bug.
 
@@ -21,11 +26,17 @@ Marked ``soak`` and deselected by default; see tests/reliability/README.md.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import ctypes
+import gc
 import logging
 import os
 import random
+import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +81,8 @@ class Soak:
     samples: list[tuple[float, int, int, int]] = field(default_factory=list)  # time, rss, fds, tasks
     censuses: list[Counter[str]] = field(default_factory=list)  # tasks by coroutine at each quiet point
     exporter_fds: list[int] = field(default_factory=list)  # fds apart from the simulators' at each quiet point
+    untrimmed_rss: list[int] = field(default_factory=list)  # RSS at each quiet point before release_free_heap
+    python_blocks: list[int] = field(default_factory=list)  # blocks Python's allocator has in use, likewise
 
     def __post_init__(self) -> None:
         kinds = simulator_kinds()
@@ -80,7 +93,8 @@ class Soak:
                 # Two-channel EW-DX receivers: a full read is 21 requests instead of 41, which keeps the
                 # simulators and the exporter (one event loop here) within the poll timeout.
                 model = "EWDX2CHS" if kind == "sennheiser-ewdx" else None
-                self.sims[f"{kind}-{i}"] = kinds[kind](seed=seed, model=model)
+                # The simulators' records of requests (for other tests to inspect) fill during the warm-up.
+                self.sims[f"{kind}-{i}"] = kinds[kind](seed=seed, model=model, record_limit=100)
 
     def config(self, variant: int) -> str:
         """Variant 0 is the warm-up config; variant 1 relabels half the fleet, renames channels, drops ten
@@ -161,14 +175,14 @@ def task_census() -> Counter[str]:
 
 
 def exporter_tasks(census: Counter[str]) -> int:
-    """Tasks that are not the simulators' (a UDP simulator keeps a writer per controller address it has
-    heard from, as a device does, so its count follows the exporter's reconnections, not a leak)."""
+    """Tasks that are not the simulators' (a UHF-R simulator serves a controller address until it has been
+    silent for 30 s, so its count follows the exporter's recent reconnections, not a leak)."""
     return sum(n for name, n in census.items() if not name.startswith("simulator:"))
 
 
 def exporter_fds(simulator_ports: set[int]) -> int:
     """Open file descriptors other than the simulators' own sockets (their listeners and their ends of
-    connections: a stalled simulator connection sleeps until the test ends, whatever the exporter did)."""
+    connections, which mirror the exporter's: its keep-alive pools count once, on its side)."""
     theirs: set[str] = set()
     for table in ("tcp", "tcp6", "udp", "udp6"):
         for row in Path(f"/proc/self/net/{table}").read_text().splitlines()[1:]:
@@ -190,36 +204,91 @@ def sample(soak: Soak) -> tuple[float, int, int, int]:
     return point
 
 
+class ErrorRecords(logging.Handler):
+    """Keeps the exporter's ERROR records, and only those. The injected faults make the exporter log
+    thousands of warnings; a handler that kept them all (pytest's log capture does, tracebacks and the
+    frames they hold included) would itself be the memory growth the soak measures."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def exporter_errors() -> Iterator[ErrorRecords]:
+    """Collect the exporter's ERROR records; nothing below ERROR is even formatted meanwhile."""
+    logger = logging.getLogger("micboard_exporter")
+    handler, level, propagate = ErrorRecords(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def object_census() -> Counter[str]:
+    """Live container objects by type (what the garbage collector tracks: cheap enough at a quiet point)."""
+    return Counter(type(o).__name__ for o in gc.get_objects())
+
+
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc ``malloc_trim``). Freed memory stays in the
+    process until then, scattered between live blocks by the churn of TLS buffers and socket reads; RSS
+    without this step measures that high-water mark as much as memory in use."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def largest_containers(count: int = 4) -> str:
+    """The longest lists, dicts and deques alive, with the type of what they hold: a record that only grows
+    shows up here long before it shows in RSS."""
+    sized = [(len(o), type(o).__name__, type(next(iter(o))).__name__) for o in gc.get_objects()
+             if isinstance(o, list | dict | collections.deque) and len(o) > 1000]
+    return ", ".join(f"{kind}[{item}] x{length}" for length, kind, item in sorted(sized, reverse=True)[:count])
+
+
 @pytest.mark.timeout(MAX_SECONDS + 300)
-async def test_soak(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_soak(tmp_path: Path) -> None:
     assert 60 <= SECONDS <= MAX_SECONDS, f"MICBOARD_SOAK_SECONDS must be 60..{MAX_SECONDS}, got {SECONDS}"
     warm_up = max(30.0, SECONDS / 5)
-    caplog.set_level(logging.WARNING)  # ERROR is what is checked; INFO would log every device request
     soak = Soak()
     rng = random.Random(20261127)  # the same fault schedule every run
     async with anyio.create_task_group() as sims:
         for sim in soak.sims.values():
             await sims.start(sim.serve)
-        async with exporter_running(soak.config(0), tmp_path) as (_, client, path):
-            await all_up(client, "start")
-            # Warm-up, then the measured run: the same mix of faults and reloads; each ends quiet and on the
-            # warm-up config, so the two measurements compare like with like.
-            await stormy(soak, client, path, rng, warm_up)
-            baseline = await quiet(soak, client, path, "after the warm-up")
-            await stormy(soak, client, path, rng, SECONDS - warm_up)
-            end = await quiet(soak, client, path, "at the end")
+        with exporter_errors() as logged:
+            async with exporter_running(soak.config(0), tmp_path) as (_, client, path):
+                await all_up(client, "start")
+                # Warm-up, then the measured run: the same mix of faults and reloads; each ends quiet and on
+                # the warm-up config, so the two measurements compare like with like.
+                await stormy(soak, client, path, rng, warm_up)
+                baseline = await quiet(soak, client, path, "after the warm-up")
+                objects_before = object_census()
+                await stormy(soak, client, path, rng, SECONDS - warm_up)
+                end = await quiet(soak, client, path, "at the end")
+                objects_grew = object_census() - objects_before
+                largest = largest_containers()
         sims.cancel_scope.cancel()
 
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("micboard_exporter")]
+    errors = logged.records
     peak_rss = max(s[1] for s in soak.samples)
     report = (f"soak {SECONDS}s: {soak.faults_injected} faults, {soak.reloads} reloads; "
-              f"RSS {baseline[1] / 1e6:.1f} -> {end[1] / 1e6:.1f} MB (peak {peak_rss / 1e6:.1f}); "
+              f"RSS {baseline[1] / 1e6:.1f} -> {end[1] / 1e6:.1f} MB (before releasing free heap "
+              f"{soak.untrimmed_rss[0] / 1e6:.1f} -> {soak.untrimmed_rss[-1] / 1e6:.1f}, peak {peak_rss / 1e6:.1f}); "
+              f"Python blocks {soak.python_blocks[0]} -> {soak.python_blocks[-1]}; "
               f"fds {baseline[2]} -> {end[2]}; tasks {baseline[3]} -> {end[3]}; ERROR lines {len(errors)}")
     grew = soak.censuses[-1] - soak.censuses[0]
     before, after = exporter_tasks(soak.censuses[0]), exporter_tasks(soak.censuses[-1])
     fds_before, fds_after = soak.exporter_fds[0], soak.exporter_fds[-1]
     report += (f"; exporter fds {fds_before} -> {fds_after}, exporter tasks {before} -> {after}; "
-               f"tasks that grew: {dict(grew.most_common(6))}")
+               f"tasks that grew: {dict(grew.most_common(6))}; "
+               f"objects that grew: {dict(objects_grew.most_common(6))}; largest containers: {largest}")
     print(report)  # noqa: T201 - these figures are what a soak run reports (run with -s to see them)
     assert soak.faults_injected >= SECONDS // 10 and soak.reloads >= SECONDS // RELOAD_EVERY - 1, report
     assert end[1] <= baseline[1] * 1.10, report
@@ -261,6 +330,12 @@ async def quiet(soak: Soak, client: Any, path: Path, what: str) -> tuple[float, 
     soak.reloads += 1
     await all_up(client, what)
     await anyio.sleep(2 * 5.0)  # two poll intervals: sessions settled, keep-alive pools at working size
+    # Both measurements of live memory, not of how much cyclic garbage (an exception's traceback holds its
+    # frames, which hold the exception) happens to wait for the collector's next full pass.
+    gc.collect()
+    soak.untrimmed_rss.append(rss_bytes())
+    soak.python_blocks.append(sys.getallocatedblocks())
+    release_free_heap()
     soak.censuses.append(task_census())
     soak.exporter_fds.append(exporter_fds({sim.port for sim in soak.sims.values()}))
     return sample(soak)

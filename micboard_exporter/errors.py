@@ -18,7 +18,9 @@ counts by ``reason``. Anything else escaping a plugin is a bug in that plugin: t
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 class MicboardError(Exception):
@@ -87,3 +89,16 @@ class AuthError(PollError):
 
 #: Every ``reason`` label value micboard_poll_errors_total can carry (pre-initialised at zero).
 POLL_ERROR_REASONS: tuple[str, ...] = ("timeout", "unreachable", "protocol", "auth", "internal")
+
+
+def kept(error: _E) -> _E:
+    """``error`` made fit to be kept after it was handled (a session's last failure): the tracebacks of it and
+    of its causes are dropped. A traceback holds every frame it passed through, and each frame its locals
+    (buffers, connections), for as long as the error is kept; message, type and causes stay."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        current = current.__cause__ or current.__context__
+    return error

@@ -34,7 +34,7 @@ from typing import Final, Literal
 import anyio
 import anyio.abc
 
-from micboard_exporter.errors import DeviceTimeout, DeviceUnreachable, PollError, ProtocolError
+from micboard_exporter.errors import DeviceTimeout, DeviceUnreachable, PollError, ProtocolError, kept
 from micboard_exporter.plugins.shure.codec import (
     REPLY_VERBS,
     DecodeError,
@@ -358,7 +358,7 @@ class ShureSession:
                 _log.info("shure %s: connection lost, reconnecting: %s", self.settings.address, error)
             else:
                 _log.debug("shure %s: connection attempt failed: %s", self.settings.address, error)
-            self._error = error
+            self._error = kept(error)
             self._set_status("failed")
             if reached_ready:
                 backoff = self.settings.backoff_initial
@@ -375,7 +375,7 @@ class ShureSession:
             with self._mapped("connect"), anyio.fail_after(s.reply_timeout):
                 link = await _open_link(s)
         except PollError as exc:
-            self._conn_error = exc
+            self._conn_error = kept(exc)
             return False
         self._link = link
         self._waiters = []
@@ -617,7 +617,7 @@ class ShureSession:
     def _abort(self, exc: PollError) -> None:
         """Drop the current connection because of ``exc`` (the run loop reconnects with backoff)."""
         if self._conn_error is None:
-            self._conn_error = exc
+            self._conn_error = kept(exc)
         if self._conn_scope is not None:
             self._conn_scope.cancel()
         if self._status == "ready":

@@ -20,7 +20,7 @@ import anyio
 import httpx
 
 from micboard_exporter.config_types import DeviceConfig
-from micboard_exporter.errors import AuthError, DeviceTimeout, DeviceUnreachable, PollError, ProtocolError
+from micboard_exporter.errors import AuthError, DeviceTimeout, DeviceUnreachable, PollError, ProtocolError, kept
 from micboard_exporter.plugins.sennheiser._common import BackgroundTask
 from micboard_exporter.plugins.sennheiser.sscv2 import codec
 from micboard_exporter.plugins.sennheiser.sscv2.codec import ABSENT, ResourceValue
@@ -350,7 +350,7 @@ class SSCv2Session:
             try:
                 await self._run_stream()
             except PollError as exc:
-                self.last_stream_error = exc
+                self.last_stream_error = kept(exc)
                 _log.debug("sennheiser-sscv2 %s: event stream ended: %s", self.device_id, exc)
             else:
                 self.last_stream_error = None

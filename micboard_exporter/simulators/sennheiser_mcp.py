@@ -71,7 +71,7 @@ class SennheiserMcpSimulator(SimulatedDevice):
         self.config_counter = 234
         self.pushers: dict[tuple[str, int], _Pusher] = {}
         self.received: deque[str] = deque(maxlen=self.record_limit)
-        """Every instruction line received from an accepted client, in order."""
+        """The most recent instruction lines received from accepted clients, in order."""
         self._udp: UDPSocket | None = None
         self._outbox_send: MemoryObjectSendStream[tuple[tuple[str, int], list[str]]] | None = None
         self._sent_config: dict[str, str] = {}

@@ -85,7 +85,7 @@ class SennheiserSscSimulator(SimulatedDevice):
         self.max_datagram = int(self.options.get("max_datagram", 1400))
         self.subscriptions: list[_Subscription] = []
         self.requests: deque[Any] = deque(maxlen=self.record_limit)
-        """Every decoded request, in order."""
+        """The most recent decoded requests, in order."""
         self._outbox: MemoryObjectSendStream[Outgoing] | None = None
         self._clips_reported: set[int] = set()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -33,6 +35,20 @@ def ewdx(**kwargs: object) -> SennheiserEwdxSimulator:
 
 def sse_tasks() -> list[str]:
     return [t.get_name() for t in other_tasks() if t.get_name().startswith("sscv2-")]
+
+
+@contextlib.asynccontextmanager
+async def subscribed(sim: SennheiserEwdxSimulator) -> AsyncIterator[tuple[SSCv2Plugin, DeviceConfig, Recorder]]:
+    """A plugin that has polled ``sim`` once and whose subscription is live; closed at the end of the block."""
+    published = Recorder()
+    plugin = SSCv2Plugin(published)
+    try:
+        cfg = device(sim, options=FAST)
+        await plugin.poll(cfg)
+        await eventually(lambda: any(s.paths for s in sim._subs.values()))
+        yield plugin, cfg, published
+    finally:
+        await plugin.aclose()
 
 
 async def test_poll_reports_identity_channels_and_transmitters() -> None:
@@ -145,29 +161,16 @@ async def test_sse_pushes_changes_at_once_and_counts_dropouts_and_clips() -> Non
 @pytest.mark.parametrize("options", [{"sse_space": True}, {"sse_split_data": True}, {}])
 async def test_both_data_forms_and_multi_line_data_are_understood(options: dict[str, bool]) -> None:
     sim = ewdx(model="EWDX2CHS", options=options)
-    published = Recorder()
-    async with running(sim):
-        plugin = SSCv2Plugin(published)
-        try:
-            cfg = device(sim, options=FAST)
-            await plugin.poll(cfg)
-            await eventually(lambda: any(s.paths for s in sim._subs.values()))
-            sim.channels[1].audio_rms_dbfs = -33.3
-            sim.changed()
-            await published.wait_for(lambda s: s.channels[1].audio_level_dbfs == -33.3)
-        finally:
-            await plugin.aclose()
+    async with running(sim), subscribed(sim) as (_, _, published):
+        sim.channels[1].audio_rms_dbfs = -33.3
+        sim.changed()
+        await published.wait_for(lambda s: s.channels[1].audio_level_dbfs == -33.3)
 
 
 async def test_one_session_is_reused_across_polls_and_replaced_after_a_drop() -> None:
     sim = ewdx(model="EWDX2CHS")
-    published = Recorder()
     async with running(sim):
-        plugin = SSCv2Plugin(published)
-        try:
-            cfg = device(sim, options=FAST)
-            await plugin.poll(cfg)
-            await eventually(lambda: any(s.paths for s in sim._subs.values()))
+        async with subscribed(sim) as (plugin, cfg, published):
             for _ in range(5):
                 await plugin.poll(cfg)
             assert sim.streams_opened == 1
@@ -183,8 +186,6 @@ async def test_one_session_is_reused_across_polls_and_replaced_after_a_drop() ->
             sim.channels[0].audio_rms_dbfs = -21.5
             sim.changed()
             await published.wait_for(lambda s: s.channels[0].audio_level_dbfs == -21.5)
-        finally:
-            await plugin.aclose()
         assert sim.active_sessions == []
 
 
@@ -344,23 +345,15 @@ async def test_simulator_reproduces_the_reference_status_codes() -> None:
 
 async def test_a_session_the_device_forgot_is_replaced_on_the_next_poll() -> None:
     sim = ewdx(model="EWDX2CHS")
-    published = Recorder()
-    async with running(sim):
-        plugin = SSCv2Plugin(published)
-        try:
-            cfg = device(sim, options=FAST)
-            await plugin.poll(cfg)
-            await eventually(lambda: any(s.paths for s in sim._subs.values()))
-            await plugin.poll(cfg)
-            forgotten = sim.active_sessions[0]
-            sim._subs.pop(forgotten)  # e.g. the session table was reset; the old stream stays open
-            await plugin.poll(cfg)  # GET of the session answers 422: the plugin starts over
-            await eventually(lambda: sim.streams_opened == 2 and any(s.paths for s in sim._subs.values()))
-            sim.channels[1].audio_rms_dbfs = -12.5
-            sim.changed()
-            await published.wait_for(lambda s: s.channels[1].audio_level_dbfs == -12.5)
-        finally:
-            await plugin.aclose()
+    async with running(sim), subscribed(sim) as (plugin, cfg, published):
+        await plugin.poll(cfg)
+        forgotten = sim.active_sessions[0]
+        sim._subs.pop(forgotten)  # e.g. the session table was reset; the old stream stays open
+        await plugin.poll(cfg)  # GET of the session answers 422: the plugin starts over
+        await eventually(lambda: sim.streams_opened == 2 and any(s.paths for s in sim._subs.values()))
+        sim.channels[1].audio_rms_dbfs = -12.5
+        sim.changed()
+        await published.wait_for(lambda s: s.channels[1].audio_level_dbfs == -12.5)
 
 
 def _pinned_client(sim: SennheiserEwdxSimulator, **kwargs: object) -> httpx.AsyncClient:
@@ -410,13 +403,8 @@ async def test_a_session_a_fault_kept_us_from_deleting_is_given_back_when_the_de
     """Devices hold few sessions per user: one whose DELETE was lost (the device stopped answering as the
     stream broke) is deleted once the device is back, not left to fill the table."""
     sim = ewdx(model="EWDX2CHS")
-    published = Recorder()
     async with running(sim):
-        plugin = SSCv2Plugin(published)
-        try:
-            cfg = device(sim, options=FAST)
-            await plugin.poll(cfg)
-            await eventually(lambda: any(s.paths for s in sim._subs.values()))
+        async with subscribed(sim) as (_, _, published):
             lost = sim.active_sessions[0]
             sim.faults.refuse = True  # the stream breaks and the DELETE that follows is refused
             sim.drop_streams()
@@ -429,6 +417,4 @@ async def test_a_session_a_fault_kept_us_from_deleting_is_given_back_when_the_de
             sim.channels[0].audio_rms_dbfs = -17.5
             sim.changed()
             await published.wait_for(lambda s: s.channels[0].audio_level_dbfs == -17.5)
-        finally:
-            await plugin.aclose()
         assert sim.active_sessions == []

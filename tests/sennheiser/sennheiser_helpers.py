@@ -16,6 +16,8 @@ from micboard_exporter.model import DeviceSnapshot
 from micboard_exporter.simulators.base import SimulatedDevice
 
 PASSWORD = "Micboard-Sim1!"
+#: Where the respx-mocked SSCv2 device answers (see :func:`mocked_sscv2_device`).
+MOCKED_BASE = "https://ewdx.test:443"
 
 
 @contextlib.asynccontextmanager
@@ -88,3 +90,12 @@ def other_tasks() -> set[asyncio.Task[Any]]:
 def open_fds() -> int:
     """Number of open file descriptors of this process (sockets included)."""
     return len(os.listdir("/proc/self/fd"))
+
+
+def mocked_sscv2_device(**options: Any) -> DeviceConfig:
+    """An SSCv2 device at :data:`MOCKED_BASE` (answered by respx), polling only, with short deadlines."""
+    return DeviceConfig(
+        id="foh", plugin="sennheiser-sscv2", host="ewdx.test", port=443,
+        options={"verify_tls": False, "subscribe": False, "timeout": 0.5, **options},
+        secrets={"password": Secret(PASSWORD, "env:FOH_PW")},
+    )

@@ -10,15 +10,15 @@ import anyio
 import httpx
 import pytest
 import respx
+from sennheiser_helpers import MOCKED_BASE as BASE
 from sennheiser_helpers import PASSWORD
+from sennheiser_helpers import mocked_sscv2_device as cfg
 
-from micboard_exporter.config_types import DeviceConfig, Secret
 from micboard_exporter.errors import AuthError, DeviceTimeout, DeviceUnreachable, PollError, ProtocolError
 from micboard_exporter.plugins.sennheiser.sscv2 import SSCv2Plugin
 
 pytestmark = pytest.mark.anyio
 
-BASE = "https://ewdx.test:443"
 
 # sennheiser-protocols.md §1.8, verbatim bodies (EW-DX EM 2: channels 0 and 1; TX 1 not linked).
 VECTORS: dict[str, tuple[int, Any]] = {
@@ -53,14 +53,6 @@ VECTORS: dict[str, tuple[int, Any]] = {
     "/api/transmitters/1/warnings": (422, None),
     "/api/channel/7": (404, None),
 }
-
-
-def cfg(**options: Any) -> DeviceConfig:
-    return DeviceConfig(
-        id="foh", plugin="sennheiser-sscv2", host="ewdx.test", port=443,
-        options={"verify_tls": False, "subscribe": False, "timeout": 0.5, **options},
-        secrets={"password": Secret(PASSWORD, "env:FOH_PW")},
-    )
 
 
 @pytest.fixture

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import email.utils
 from collections.abc import Iterator
-from typing import Any
 
 import anyio
 import httpx
 import pytest
 import respx
-from sennheiser_helpers import PASSWORD
+from sennheiser_helpers import MOCKED_BASE as BASE
+from sennheiser_helpers import mocked_sscv2_device as cfg
 
-from micboard_exporter.config_types import DeviceConfig, Secret
 from micboard_exporter.errors import DeviceUnreachable
 from micboard_exporter.plugins.sennheiser.sscv2 import SSCv2Plugin
 from micboard_exporter.plugins.sennheiser.sscv2.codec import SUBSCRIPTIONS_PATH, parse_retry_after
@@ -22,7 +21,6 @@ from micboard_exporter.plugins.sennheiser.sscv2.session import RETRY_AFTER_MAX_S
 
 pytestmark = pytest.mark.anyio
 
-BASE = "https://ewdx.test:443"
 IDENTITY = "/api/device/identity"
 WALL = 1_700_000_000.0  # a fixed wall clock for HTTP-date answers
 
@@ -35,14 +33,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-def cfg(**options: Any) -> DeviceConfig:
-    return DeviceConfig(
-        id="foh", plugin="sennheiser-sscv2", host="ewdx.test", port=443,
-        options={"verify_tls": False, "subscribe": False, "timeout": 0.5, **options},
-        secrets={"password": Secret(PASSWORD, "env:FOH_PW")},
-    )
 
 
 @pytest.fixture

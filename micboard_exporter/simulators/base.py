@@ -4,11 +4,9 @@ A simulator is one simulated device (a receiver, a base station …) listening o
 Lifecycle::
 
     sim = ShureUlxdSimulator(host="127.0.0.1", port=0, model="ULXD4Q", seed=1)
-    async with anyio.create_task_group() as tg:
-        await tg.start(sim.serve)          # returns once bound; sim.port is the real port
+    async with serving(sim):               # returns once bound; sim.port is the real port
         ...                                # talk to it, script sim.channels[0].transmitter_on = False
         sim.changed()                      # tell it state changed so it pushes updates the way the device would
-        tg.cancel_scope.cancel()
 
 Fault modes are set through :attr:`faults` (see :class:`Faults`) and take effect on the next request
 or connection.
@@ -17,11 +15,13 @@ or connection.
 from __future__ import annotations
 
 import abc
+import contextlib
 import random
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Protocol
 
+import anyio
 from anyio.abc import TaskStatus
 
 from micboard_exporter.simulators.physics import ChannelPhysics, default_channels
@@ -98,3 +98,19 @@ class SimulatedDevice(abc.ABC):
     def exporter_device(self, device_id: str) -> dict[str, Any]:
         """A ``devices:`` entry for the exporter config that points at this simulator."""
         return {"id": device_id, "plugin": self.plugin, "host": self.host, "port": self.port}
+
+
+class Servable(Protocol):
+    """Anything served like a simulator: binds, reports ``started``, serves until cancelled."""
+
+    async def serve(self, *, task_status: TaskStatus[None]) -> None: ...
+
+
+@contextlib.asynccontextmanager
+async def serving(*servers: Servable) -> AsyncIterator[None]:
+    """Serve ``servers`` for the duration of the block; each is bound before the body runs."""
+    async with anyio.create_task_group() as tg:
+        for server in servers:
+            await tg.start(server.serve)
+        yield
+        tg.cancel_scope.cancel()

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import gc
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 import yaml
 from reliability_helpers import FaultProxy, exporter_running, fake_resolver, peak_rss, scrape, value
 
-from micboard_exporter.simulators.base import SimulatedDevice
+from micboard_exporter.simulators.base import serving
 from micboard_exporter.simulators.sennheiser_ssc import SennheiserSscSimulator
 from micboard_exporter.simulators.sennheiser_sscv2 import SennheiserEwdxSimulator
 from micboard_exporter.simulators.shure import ShureUlxdSimulator
@@ -27,15 +26,6 @@ pytestmark = pytest.mark.anyio
 POLL = {"interval": "300ms", "timeout": "1500ms", "retries": 0, "breaker": {"failures": 1000, "max_interval": "1s"}}
 #: Peak RSS growth allowed while a fault is on (a 50 MB body or a 1 MB line must not be held).
 PEAK_LIMIT = 30 * 1024 * 1024
-
-
-@asynccontextmanager
-async def simulators(*sims: SimulatedDevice | FaultProxy) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        for sim in sims:
-            await tg.start(sim.serve)
-        yield
-        tg.cancel_scope.cancel()
 
 
 def config(devices: list[dict[str, Any]]) -> str:
@@ -103,7 +93,7 @@ BASE_DEVICES: list[dict[str, Any]] = [{"id": "good-synth", "plugin": "synthetic"
 ])
 async def test_shure_receiver_faults(tmp_path: Path, fault: str, reason: str) -> None:
     good, bad = ShureUlxdSimulator(seed=1), ShureUlxdSimulator(seed=2)
-    async with simulators(good, bad):
+    async with serving(good, bad):
         devices = [*BASE_DEVICES, shure_entry(good, "good-shure"), shure_entry(bad, "bad")]
         async with exporter_running(config(devices), tmp_path) as (_, client, _):
             async def inject() -> None:
@@ -126,9 +116,9 @@ async def test_shure_through_fault_proxy(tmp_path: Path, mode: str, reason: str)
     ``flap``: it goes away and comes back every second."""
     good, bad = ShureUlxdSimulator(seed=1), ShureUlxdSimulator(seed=2)
     proxy = FaultProxy(0)
-    async with simulators(good, bad):
+    async with serving(good, bad):
         proxy.upstream_port = bad.port
-        async with simulators(proxy), anyio.create_task_group() as tg:
+        async with serving(proxy), anyio.create_task_group() as tg:
             devices = [*BASE_DEVICES, shure_entry(good, "good-shure"), shure_entry(bad, "bad", proxy.port)]
             async with exporter_running(config(devices), tmp_path) as (_, client, _):
                 async def flap() -> None:
@@ -163,7 +153,7 @@ async def test_host_name_that_does_not_resolve(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     good, bad = ShureUlxdSimulator(seed=1), ShureUlxdSimulator(seed=2)
-    async with simulators(good, bad):
+    async with serving(good, bad):
         entry = shure_entry(bad, "bad")
         entry["host"] = "rack.invalid"
         devices = [*BASE_DEVICES, shure_entry(good, "good-shure"), entry]
@@ -196,9 +186,9 @@ def sscv2_entry(sim: SennheiserEwdxSimulator, device_id: str, port: int) -> dict
 async def test_sscv2_http_faults(tmp_path: Path, mode: str, reason: str) -> None:
     good, bad = ShureUlxdSimulator(seed=1), SennheiserEwdxSimulator(seed=3)
     proxy = FaultProxy(0)
-    async with simulators(good, bad):
+    async with serving(good, bad):
         proxy.upstream_port = bad.port
-        async with simulators(proxy):
+        async with serving(proxy):
             devices = [*BASE_DEVICES, shure_entry(good, "good-shure"), sscv2_entry(bad, "bad", proxy.port)]
             async with exporter_running(config(devices), tmp_path) as (_, client, _):
                 pauses: list[tuple[float, int]] = []  # (time the fault began, requests so far) per pause
@@ -232,7 +222,7 @@ async def test_sscv2_stalled_device_and_event_stream(tmp_path: Path) -> None:
     """A device that stops answering, with its event stream open: polls time out, the stream is dropped,
     and both come back when it answers again."""
     good, bad = ShureUlxdSimulator(seed=1), SennheiserEwdxSimulator(seed=3)
-    async with simulators(good, bad):
+    async with serving(good, bad):
         entry = sscv2_entry(bad, "bad", bad.port)
         entry["options"]["sse_idle_timeout"] = 1.0
         devices = [*BASE_DEVICES, shure_entry(good, "good-shure"), entry]
@@ -285,9 +275,9 @@ class _UdpSpoofer:
 
 async def test_ssc_udp_answers_from_the_wrong_address_or_port_are_ignored(tmp_path: Path) -> None:
     good, bad = ShureUlxdSimulator(seed=1), SennheiserSscSimulator(seed=4)
-    async with simulators(good, bad):
+    async with serving(good, bad):
         spoofer = _UdpSpoofer(bad.port)
-        async with simulators(spoofer):  # type: ignore[arg-type]
+        async with serving(spoofer):  # type: ignore[arg-type]
             entry = bad.exporter_device("bad")
             entry["port"] = spoofer.port
             entry["options"] = {**entry.get("options", {}), "timeout": 0.6}

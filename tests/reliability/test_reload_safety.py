@@ -16,8 +16,7 @@ key; see tests/fuzz/README.md) besides syntax, schema and semantic errors.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from reliability_helpers import exporter_running, running_tasks
 
+from micboard_exporter.simulators.base import serving
 from micboard_exporter.simulators.sennheiser_ssc import SennheiserSscSimulator
 from micboard_exporter.simulators.sennheiser_sscv2 import SennheiserEwdxSimulator
 from micboard_exporter.simulators.shure import ShureUlxdSimulator
@@ -37,15 +37,6 @@ pytestmark = pytest.mark.anyio
 RELOADS = 100
 POLL = {"interval": "200ms", "timeout": "2s", "retries": 2, "retry_backoff": "50ms"}
 STABLE = ("shure-a", "ewdx-a", "ssc-a", "synth-a")
-
-
-@asynccontextmanager
-async def simulators(*sims: Any) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        for sim in sims:
-            await tg.start(sim.serve)
-        yield
-        tg.cancel_scope.cancel()
 
 
 class Fleet:
@@ -198,7 +189,7 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 10.0
 
 async def test_100_reloads_half_invalid_while_polling_and_scraping(tmp_path: Path) -> None:
     fleet = Fleet()
-    async with simulators(*fleet.all):
+    async with serving(*fleet.all):
         valid, invalid = valid_configs(fleet), invalid_configs(fleet)
         async with exporter_running(valid[0], tmp_path) as (exporter, client, path), \
                 anyio.create_task_group() as tg:

@@ -16,8 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ import httpx
 import pytest
 import yaml
 
+from micboard_exporter.simulators.base import serving
 from micboard_exporter.simulators.sennheiser_sscv2 import SennheiserEwdxSimulator
 
 pytestmark = pytest.mark.anyio
@@ -61,15 +60,6 @@ def config_text(right: SennheiserEwdxSimulator, wrong: SennheiserEwdxSimulator, 
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-@asynccontextmanager
-async def simulators(*sims: SennheiserEwdxSimulator) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        for sim in sims:
-            await tg.start(sim.serve)
-        yield
-        tg.cancel_scope.cancel()
-
-
 def cli(*args: str, cwd: Path) -> str:
     """Run a ``micboard-exporter`` command to completion; its exit status and everything it printed."""
     done = subprocess.run([sys.executable, "-m", "micboard_exporter", *args], cwd=cwd, env={**os.environ, **ENV},
@@ -94,7 +84,7 @@ async def test_no_output_of_the_exporter_process_contains_a_password(tmp_path: P
     right = SennheiserEwdxSimulator(seed=31, options={"password": RIGHT})
     wrong = SennheiserEwdxSimulator(seed=32, options={"password": RIGHT})
     outputs: dict[str, str] = {}
-    async with simulators(right, wrong):
+    async with serving(right, wrong):
         config = tmp_path / "config.yaml"
         config.write_text(config_text(right, wrong), encoding="utf-8")
         port = free_port()

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -13,21 +12,14 @@ import anyio
 
 from micboard_exporter.config_types import DeviceConfig, Secret
 from micboard_exporter.model import DeviceSnapshot
-from micboard_exporter.simulators.base import SimulatedDevice
+from micboard_exporter.simulators.base import SimulatedDevice, serving
+
+#: The suites' name for serving simulators during a block.
+running = serving
 
 PASSWORD = "Micboard-Sim1!"
 #: Where the respx-mocked SSCv2 device answers (see :func:`mocked_sscv2_device`).
 MOCKED_BASE = "https://ewdx.test:443"
-
-
-@contextlib.asynccontextmanager
-async def running(*sims: SimulatedDevice) -> AsyncIterator[None]:
-    """Serve the simulators for the duration of the block (bound before the body runs)."""
-    async with anyio.create_task_group() as tg:
-        for sim in sims:
-            await tg.start(sim.serve)
-        yield
-        tg.cancel_scope.cancel()
 
 
 def device(

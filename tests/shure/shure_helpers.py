@@ -13,20 +13,14 @@ import anyio
 from micboard_exporter.config_types import DeviceConfig
 from micboard_exporter.model import DeviceSnapshot
 from micboard_exporter.plugins.shure import ShurePlugin
+from micboard_exporter.simulators.base import serving
 from micboard_exporter.simulators.shure import ShureSimulator
+
+#: The suites' name for serving simulators during a block.
+running = serving
 
 #: Short deadlines keep fault tests fast; loopback answers in well under a millisecond.
 FAST = {"reply_timeout": "300ms", "reconnect_max": "500ms"}
-
-
-@contextlib.asynccontextmanager
-async def running(*sims: ShureSimulator) -> AsyncIterator[None]:
-    """Serve the simulators for the duration of the block (bound before the body runs)."""
-    async with anyio.create_task_group() as tg:
-        for sim in sims:
-            await tg.start(sim.serve)
-        yield
-        tg.cancel_scope.cancel()
 
 
 def device(sim: ShureSimulator, *, device_id: str = "rx1", **options: Any) -> DeviceConfig:

@@ -37,6 +37,12 @@ def sse_tasks() -> list[str]:
     return [t.get_name() for t in other_tasks() if t.get_name().startswith("sscv2-")]
 
 
+def _pinned_client(sim: SennheiserEwdxSimulator, **kwargs: object) -> httpx.AsyncClient:
+    """An HTTPS client that trusts exactly the simulator's own certificate."""
+    trust = ssl.create_default_context(cadata=sim.certificate_pem.decode())
+    return httpx.AsyncClient(base_url=f"https://127.0.0.1:{sim.port}", verify=trust, **kwargs)  # type: ignore[arg-type]
+
+
 @contextlib.asynccontextmanager
 async def subscribed(sim: SennheiserEwdxSimulator) -> AsyncIterator[tuple[SSCv2Plugin, DeviceConfig, Recorder]]:
     """A plugin that has polled ``sim`` once and whose subscription is live; closed at the end of the block."""
@@ -321,26 +327,23 @@ async def test_simulator_reproduces_the_reference_status_codes() -> None:
     """§1.8: unauthenticated version/identity, 401 without credentials, 404, 400 {path,error}, 422."""
 
     sim = ewdx(model="EWDX4CHDS")
-    async with running(sim):
-        # Pin the simulator's own certificate: the check stays on.
-        trust = ssl.create_default_context(cadata=sim.certificate_pem.decode())
-        async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{sim.port}", verify=trust) as client:
-            assert (await client.get("/api/ssc/version")).json() == {"protocol": "2.3", "schema": "1.0"}
-            assert (await client.get("/api/device/identity")).json()["product"] == "EWDX4CHDS"
-            assert (await client.get("/api/channel/0")).status_code == 401
-            auth = httpx.BasicAuth("api", PASSWORD)
-            assert (await client.get("/api/channel/7", auth=auth)).status_code == 404
-            unknown = "/api/ssc/state/subscriptions/00000000-0000-0000-0000-000000000000"
-            assert (await client.get(unknown, auth=auth)).status_code == 422
-            async with client.stream("GET", "/api/ssc/state/subscriptions", auth=auth,
-                                     headers={"Accept": "text/event-stream"}) as stream:
-                assert stream.headers["content-type"] == "text/event-stream"
-                uuid = stream.headers["content-location"]
-                first = await anext(stream.aiter_text())
-                assert first.startswith(f'event:open\ndata:{{"path":"/api/ssc/state/subscriptions/{uuid}"')
-                bogus = await client.put(f"/api/ssc/state/subscriptions/{uuid}/add", auth=auth, json=["/api/bogus"])
-                assert (bogus.status_code, bogus.json()) == (400, {"path": "/api/bogus", "error": 404})
-                assert (await client.delete(f"/api/ssc/state/subscriptions/{uuid}", auth=auth)).status_code == 200
+    async with running(sim), _pinned_client(sim) as client:  # the certificate check stays on
+        assert (await client.get("/api/ssc/version")).json() == {"protocol": "2.3", "schema": "1.0"}
+        assert (await client.get("/api/device/identity")).json()["product"] == "EWDX4CHDS"
+        assert (await client.get("/api/channel/0")).status_code == 401
+        auth = httpx.BasicAuth("api", PASSWORD)
+        assert (await client.get("/api/channel/7", auth=auth)).status_code == 404
+        unknown = "/api/ssc/state/subscriptions/00000000-0000-0000-0000-000000000000"
+        assert (await client.get(unknown, auth=auth)).status_code == 422
+        async with client.stream("GET", "/api/ssc/state/subscriptions", auth=auth,
+                                 headers={"Accept": "text/event-stream"}) as stream:
+            assert stream.headers["content-type"] == "text/event-stream"
+            uuid = stream.headers["content-location"]
+            first = await anext(stream.aiter_text())
+            assert first.startswith(f'event:open\ndata:{{"path":"/api/ssc/state/subscriptions/{uuid}"')
+            bogus = await client.put(f"/api/ssc/state/subscriptions/{uuid}/add", auth=auth, json=["/api/bogus"])
+            assert (bogus.status_code, bogus.json()) == (400, {"path": "/api/bogus", "error": 404})
+            assert (await client.delete(f"/api/ssc/state/subscriptions/{uuid}", auth=auth)).status_code == 200
 
 
 async def test_a_session_the_device_forgot_is_replaced_on_the_next_poll() -> None:
@@ -354,12 +357,6 @@ async def test_a_session_the_device_forgot_is_replaced_on_the_next_poll() -> Non
         sim.channels[1].audio_rms_dbfs = -12.5
         sim.changed()
         await published.wait_for(lambda s: s.channels[1].audio_level_dbfs == -12.5)
-
-
-def _pinned_client(sim: SennheiserEwdxSimulator, **kwargs: object) -> httpx.AsyncClient:
-    """An HTTPS client that trusts exactly the simulator's own certificate."""
-    trust = ssl.create_default_context(cadata=sim.certificate_pem.decode())
-    return httpx.AsyncClient(base_url=f"https://127.0.0.1:{sim.port}", verify=trust, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_a_stalled_simulator_lets_go_of_a_client_that_gave_up() -> None:
